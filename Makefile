@@ -1,0 +1,42 @@
+# Every command a person runs. `make demo` and `make test` work on a machine with only Python 3.11+.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test test-all lint format bench-data results-data clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)  ## create .venv and install planner with its dev tools
+
+demo: setup  ## regenerate the default dataset (Maze2D U-Maze, 1M steps) and summarize it
+	$(BIN)/planner data generate maze2d-umaze-v1
+	$(BIN)/planner data info maze2d-umaze-v1
+
+test: setup  ## the fast CPU test suite (what CI runs)
+	$(BIN)/pytest -q -m "not slow"
+
+test-all: setup
+	$(BIN)/pytest -q
+
+lint: setup
+	$(BIN)/ruff check planner tests scripts
+	$(BIN)/ruff format --check planner tests scripts
+
+format: setup
+	$(BIN)/ruff format planner tests scripts
+	$(BIN)/ruff check --fix planner tests scripts
+
+bench-data: setup  ## batch-sampling throughput -> results/data_bench.json
+	$(BIN)/python scripts/bench_data.py --out results/data_bench.json
+
+results-data: setup  ## regenerate all three Maze2D datasets and write results/data.md
+	$(BIN)/python scripts/data_report.py
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache

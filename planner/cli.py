@@ -1,0 +1,226 @@
+"""The ``planner`` command. Thin: parse arguments, call the library, print what happened.
+
+planner data generate maze2d-umaze-v1 [--steps N] [--seed S] [--out FILE] [--data-dir DIR]
+planner data info PATH_OR_ID [--source ...] [--segmentation ...] [--plot FILE]
+planner config show --config FILE [--set section.key=value ...] [--out FILE]
+planner config docs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from planner.config import (
+    MAZE2D_DATASETS,
+    ConfigError,
+    describe_fields,
+    load_config,
+    save_config,
+)
+from planner.data.episodes import DatasetError, Episodes, summarize
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except (ConfigError, DatasetError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="planner", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(required=True, metavar="command")
+
+    data = commands.add_parser("data", help="generate and inspect datasets")
+    data_commands = data.add_subparsers(required=True, metavar="action")
+
+    generate = data_commands.add_parser("generate", help="regenerate a Maze2D dataset")
+    generate.add_argument("name", choices=MAZE2D_DATASETS)
+    generate.add_argument("--steps", type=_positive_int, help="default: 1M / 2M / 4M")
+    generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument("--out", type=Path, help="output .hdf5 file (default: in --data-dir)")
+    generate.add_argument("--data-dir", help="default: $PLANNER_DATA_DIR or ~/.cache/planner")
+    generate.add_argument(
+        "--reference-episodes",
+        type=int,
+        default=100,
+        help="episodes per reference policy (0 to skip the reference scores)",
+    )
+    generate.add_argument("--minari", metavar="ID", help="also write a local Minari dataset")
+    generate.add_argument("--force", action="store_true", help="overwrite an existing file")
+    generate.set_defaults(handler=_data_generate)
+
+    info = data_commands.add_parser("info", help="summarize a dataset and plot its coverage")
+    info.add_argument("dataset", help="a .hdf5 path, a Maze2D/D4RL name, or a Minari id")
+    info.add_argument("--source", choices=("auto", "generated", "d4rl", "minari"), default="auto")
+    info.add_argument("--segmentation", choices=("timeouts", "eval_goal"), default="timeouts")
+    info.add_argument("--data-dir", help="where regenerated datasets are looked up")
+    info.add_argument("--plot", type=Path, help="coverage PNG (default: next to the dataset)")
+    info.add_argument("--json", action="store_true", help="print the summary as json")
+    info.set_defaults(handler=_data_info)
+
+    config = commands.add_parser("config", help="inspect configs")
+    config_commands = config.add_subparsers(required=True, metavar="action")
+    show = config_commands.add_parser("show", help="print a fully resolved config")
+    show.add_argument("--config", required=True, type=Path)
+    show.add_argument("--set", action="append", default=[], metavar="section.key=value")
+    show.add_argument("--out", type=Path, help="also save the resolved config here")
+    show.set_defaults(handler=_config_show)
+    docs = config_commands.add_parser("docs", help="print every config field with its meaning")
+    docs.set_defaults(handler=_config_docs)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer; got {text}")
+    return value
+
+
+# --- data ------------------------------------------------------------------------------------
+
+
+def _data_generate(args: argparse.Namespace) -> int:
+    from planner.data.d4rl import load_d4rl
+    from planner.data.sources import generate_dataset, generated_path
+    from planner.envs.maze2d import get_maze_task
+
+    task = get_maze_task(args.name)
+    steps = args.steps or task.dataset_steps
+    out = args.out or generated_path(task, steps, args.seed, args.data_dir)
+    if out.exists() and not args.force:
+        print(f"{out} exists; pass --force to regenerate it")
+        return 0
+    record = generate_dataset(task, steps, args.seed, out, args.reference_episodes)
+    print(
+        f"wrote {out}: {steps:,} steps, {record['segments']:,} segments, "
+        f"{record['steps_per_second']:,} steps/s"
+    )
+    if "reference" in record:
+        print(f"reference scores: {out.with_suffix('.reference.json')}")
+        _print_references(record["reference"])
+    if args.minari:
+        from planner.data.minari import write_minari
+        from planner.envs.maze2d import gym_id
+
+        description = f"{task.name} regenerated by planner ({steps} steps, seed {args.seed})"
+        write_minari(load_d4rl(out), args.minari, gym_id(task), description)
+        print(f"wrote local Minari dataset {args.minari}")
+    return 0
+
+
+def _print_references(reference: dict) -> None:
+    for policy in ("random", "controller", "oracle"):
+        row = reference[policy]
+        print(
+            f"  {policy:>10}: return {row['mean_return']:7.2f} ± {row['stderr_return']:5.2f}"
+            f"   D4RL-normalized {row['d4rl_normalized']:6.1f}"
+        )
+
+
+def _data_info(args: argparse.Namespace) -> int:
+    from planner.envs.maze2d import find_maze_task
+    from planner.viz.maze import plot_dataset
+
+    episodes, location = _resolve_dataset(args)
+    task = find_maze_task(args.dataset) or find_maze_task(episodes.name)
+    if args.segmentation == "eval_goal":
+        from planner.data.sources import segment_by_eval_goal
+
+        episodes = segment_by_eval_goal(episodes, episodes.name)
+    summary = summarize(episodes)
+    plot_path = args.plot or _default_plot_path(location, args.segmentation)
+    summary["plot"] = str(plot_dataset(episodes, plot_path, task))
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        _print_summary(summary)
+    return 0
+
+
+def _resolve_dataset(args: argparse.Namespace) -> tuple[Episodes, Path]:
+    """Load ``args.dataset`` from the named source, or guess: a file path, then a regenerated
+    Maze2D file, then the D4RL cache, then a local Minari dataset."""
+    from planner.data.d4rl import find_d4rl_file, load_d4rl
+    from planner.data.minari import load_minari
+    from planner.data.sources import generated_path
+    from planner.envs.maze2d import MAZE_TASKS
+
+    name, source = args.dataset, args.source
+    if source in ("auto", "generated") and name in MAZE_TASKS:
+        task = MAZE_TASKS[name]
+        path = generated_path(task, task.dataset_steps, 0, args.data_dir)
+        if path.is_file():
+            return load_d4rl(path, expected_dims=(4, 2)), path
+        if source == "generated":
+            raise FileNotFoundError(f"{path}: not generated yet (planner data generate {name})")
+    if source == "minari" or (source == "auto" and not _is_d4rl(name)):
+        return load_minari(name), Path("results") / name.replace("/", "_")
+    path = find_d4rl_file(name)
+    return load_d4rl(path), path
+
+
+def _is_d4rl(name: str) -> bool:
+    from planner.data.d4rl import find_d4rl_file
+
+    try:
+        find_d4rl_file(name)
+    except DatasetError:
+        return Path(name).suffix in (".hdf5", ".h5")
+    return True
+
+
+def _default_plot_path(location: Path, segmentation: str) -> Path:
+    return location.with_name(f"{location.stem}.{segmentation}.coverage.png")
+
+
+def _print_summary(summary: dict) -> None:
+    length, ret = summary["episode_length"], summary["episode_return"]
+    print(f"{summary['name']}")
+    print(f"  steps          {summary['steps']:,}")
+    print(f"  episodes       {summary['episodes']:,}")
+    print(
+        f"  dims           observation {summary['observation_dim']}, action {summary['action_dim']}"
+    )
+    print(f"  flags          terminals {summary['terminals']:,}, timeouts {summary['timeouts']:,}")
+    print(
+        f"  episode length mean {length['mean']:.1f}, std {length['std']:.1f}, "
+        f"min {length['min']:.0f}, median {length['median']:.0f}, max {length['max']:.0f}"
+    )
+    print(
+        f"  episode return mean {ret['mean']:.2f}, std {ret['std']:.2f}, "
+        f"min {ret['min']:.2f}, max {ret['max']:.2f}"
+    )
+    print(f"  actions in     [{summary['action_range'][0]:.3f}, {summary['action_range'][1]:.3f}]")
+    print(f"  coverage plot  {summary['plot']}")
+
+
+# --- config ----------------------------------------------------------------------------------
+
+
+def _config_show(args: argparse.Namespace) -> int:
+    import yaml
+
+    from planner.config import config_to_dict
+
+    config = load_config(args.config, args.set)
+    print(yaml.safe_dump(config_to_dict(config), sort_keys=False), end="")
+    if args.out:
+        save_config(config, args.out)
+    return 0
+
+
+def _config_docs(args: argparse.Namespace) -> int:
+    print(describe_fields())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

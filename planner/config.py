@@ -1,0 +1,389 @@
+"""Typed, frozen run configuration loaded from YAML with strict validation.
+
+A config file has one mapping per section (``data``, ``model``, ``diffusion``, ``train``, ``plan``,
+``eval``, ``logging``). Every field is declared below with its type, default, allowed range and a
+one-line doc; ``planner config docs`` prints them all. Unknown keys, wrong types and out-of-range
+values raise :class:`ConfigError` naming the file, the key and what is allowed.
+
+Overrides use dotted keys, ``train.steps=1000``; the value is parsed as YAML (``[1, 2]``, ``null``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+MAZE2D_DATASETS = ("maze2d-umaze-v1", "maze2d-medium-v1", "maze2d-large-v1")
+
+
+class ConfigError(ValueError):
+    """A config file, key or value that cannot be used, with a message a user can act on."""
+
+
+def _field(
+    default: Any,
+    doc: str,
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+    length: int | None = None,
+) -> Any:
+    """A dataclass field carrying its documentation and numeric bounds (applied per element)."""
+    bounds = {"ge": ge, "gt": gt, "le": le, "lt": lt}
+    metadata = {"doc": doc, "bounds": {k: v for k, v in bounds.items() if v is not None}}
+    if length is not None:
+        metadata["length"] = length
+    if isinstance(default, list):
+        raise TypeError("use tuples for sequence defaults")
+    return field(default=default, metadata=metadata)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where trajectories come from and how they are cut into training windows."""
+
+    dataset: str = _field(
+        "maze2d-umaze-v1",
+        "Dataset: a Maze2D id when source=generated; a D4RL name or .hdf5 path when source=d4rl; "
+        "a Minari id when source=minari.",
+    )
+    source: Literal["generated", "d4rl", "minari"] = _field(
+        "generated", "Where the dataset is read from (generated = regenerated Maze2D hdf5)."
+    )
+    data_dir: str | None = _field(
+        None, "Directory of generated datasets; null = $PLANNER_DATA_DIR or ~/.cache/planner."
+    )
+    generate_steps: int | None = _field(
+        None, "Steps to generate when the file is missing; null = the task default.", ge=1000
+    )
+    generate_seed: int = _field(0, "Seed of the Maze2D data generator.", ge=0)
+    segmentation: Literal["timeouts", "eval_goal"] = _field(
+        "timeouts",
+        "Episode boundaries: the file's timeouts/terminals flags, or (Maze2D, as Diffuser) "
+        "the steps where the agent leaves the evaluation goal.",
+    )
+    horizon: int = _field(128, "Window length H in environment steps.", ge=1)
+    padding: bool = _field(
+        False,
+        "Allow windows that run past an episode's end (the last observation is repeated with "
+        "zero action); if false, episodes shorter than H are skipped.",
+    )
+    normalizer: Literal["limits", "gaussian"] = _field(
+        "limits", "Per-dimension normalization: limits to [-1, 1], or zero mean and unit variance."
+    )
+    discount: float = _field(0.99, "Discount of the return-to-go value targets.", gt=0, le=1)
+    termination_penalty: float = _field(
+        0.0, "Reward added at terminal steps (true environment ends) for value targets."
+    )
+    download: bool = _field(
+        False, "Minari only: allow downloading the dataset if it is not stored locally."
+    )
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Temporal U-Net denoiser (read by `planner train`)."""
+
+    dim: int = _field(32, "Channels of the first U-Net level.", ge=1)
+    dim_mults: tuple[int, ...] = _field((1, 4, 8), "Channel multiplier of each level.", ge=1)
+    kernel_size: int = _field(5, "Temporal convolution kernel size (odd).", ge=1)
+    attention: bool = _field(False, "Add linear attention blocks to each level.")
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """Noise schedule and training objective (read by `planner train`)."""
+
+    n_diffusion_steps: int = _field(64, "Number of noise levels.", ge=1)
+    predict_epsilon: bool = _field(False, "Predict the noise instead of the clean trajectory.")
+    parameterization: Literal["score", "energy"] = _field(
+        "score", "Network output: a direct prediction, or a scalar energy whose gradient it is."
+    )
+    action_weight: float = _field(1.0, "Loss weight of the first action.", ge=0)
+    loss_discount: float = _field(1.0, "Per-step loss weight discount along the horizon.", gt=0)
+    clip_denoised: bool = _field(True, "Clip the predicted clean trajectory to [-1, 1].")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimization (read by `planner train`)."""
+
+    steps: int = _field(2_000_000, "Number of gradient steps.", ge=1)
+    batch_size: int = _field(32, "Windows per gradient step.", ge=1)
+    learning_rate: float = _field(2e-4, "Adam learning rate after warm-up.", gt=0)
+    warmup_steps: int = _field(0, "Linear learning-rate warm-up steps.", ge=0)
+    grad_clip: float | None = _field(None, "Global gradient-norm clip; null = none.", gt=0)
+    ema_decay: float = _field(0.995, "Decay of the parameter moving average.", ge=0, lt=1)
+    steps_per_dispatch: int = _field(10, "Gradient steps per jitted call (lax.scan).", ge=1)
+    checkpoint_every: int = _field(10_000, "Steps between checkpoints.", ge=1)
+    log_every: int = _field(100, "Steps between metric records.", ge=1)
+    seed: int = _field(0, "Seed of parameter initialization and batch sampling.", ge=0)
+
+
+@dataclass(frozen=True)
+class PlanConfig:
+    """What `planner plan` is asked to do (read by `planner plan`)."""
+
+    start: tuple[float, ...] | None = _field(
+        None, "Start position (x, y) in D4RL coordinates; null = from the environment.", length=2
+    )
+    goal: tuple[float, ...] | None = _field(
+        None, "Goal position (x, y) in D4RL coordinates; null = the task's goal.", length=2
+    )
+    n_candidates: int = _field(1, "Plans sampled per query; the best one is returned.", ge=1)
+    seed: int = _field(0, "Seed of the sampler.", ge=0)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Simulator evaluation (read by `planner eval`)."""
+
+    episodes: int = _field(100, "Evaluation episodes.", ge=1)
+    seed: int = _field(0, "Seed of the start (and goal) distribution.", ge=0)
+    multi_task: bool = _field(False, "Random goal per episode (Multi2D) instead of the fixed one.")
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    """Where runs are written and whether W&B sees them."""
+
+    run_root: str = _field("runs", "Directory under which run directories are created.")
+    wandb: bool = _field(False, "Log metrics to Weights & Biases.")
+    wandb_project: str = _field("planner", "W&B project name.")
+    wandb_mode: Literal["offline", "online"] = _field(
+        "offline", "W&B mode; offline never needs a network."
+    )
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole run: one frozen dataclass per section."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    plan: PlanConfig = field(default_factory=PlanConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+
+SECTIONS: dict[str, type] = {
+    spec.name: typing.get_type_hints(Config)[spec.name] for spec in dataclasses.fields(Config)
+}
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+
+def load_config(path: str | Path, overrides: Iterable[str] = ()) -> Config:
+    """Read a YAML config file, apply ``section.key=value`` overrides, validate, and freeze."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    sections = {name: dict(_section(raw, name, str(path))) for name in raw}
+    for override in overrides:
+        _apply_override(sections, override)
+    return config_from_dict(sections, str(path))
+
+
+def config_from_dict(raw: Mapping[str, Any], source: str = "<dict>") -> Config:
+    """Validate a ``{section: {key: value}}`` mapping into a :class:`Config`."""
+    for name in raw:
+        if name not in SECTIONS:
+            raise ConfigError(f"{source}: {_unknown(name, SECTIONS)}")
+    built = {
+        name: _build_section(cls, _section(raw, name, source), source, name)
+        for name, cls in SECTIONS.items()
+    }
+    config = Config(**built)
+    _check_consistency(config, source)
+    return config
+
+
+def _section(raw: Mapping[str, Any], name: str, source: str) -> Mapping[str, Any]:
+    value = raw.get(name) or {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{source}: section '{name}' must be a mapping of key: value")
+    return value
+
+
+def _apply_override(sections: dict[str, dict[str, Any]], override: str) -> None:
+    source = f"--set {override}"
+    key, sep, text = override.partition("=")
+    section, dot, name = key.strip().partition(".")
+    if not sep or not dot or not name:
+        raise ConfigError(f"{source}: overrides look like section.key=value, e.g. train.steps=1000")
+    if section not in SECTIONS:
+        raise ConfigError(f"{source}: {_unknown(section, SECTIONS)}")
+    fields = {f.name: f for f in dataclasses.fields(SECTIONS[section])}
+    if name not in fields:
+        raise ConfigError(f"{source}: {_unknown(name, fields, section + '.')}")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{source}: value is not valid YAML: {error}") from None
+    label = f"{source}: {section}.{name}"
+    checked = _coerce(value, typing.get_type_hints(SECTIONS[section])[name], label)
+    _check_bounds(checked, fields[name].metadata, label)
+    sections.setdefault(section, {})[name] = value
+
+
+def _unknown(name: str, known: Iterable[str], prefix: str = "") -> str:
+    known = list(known)
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    hint = f"did you mean {prefix}{close[0]}?" if close else f"known: {', '.join(known)}"
+    return f"{prefix}{name} is not a known key; {hint}"
+
+
+def _build_section(cls: type, raw: Mapping[str, Any], source: str, section: str) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    for key in raw:
+        if key not in fields:
+            raise ConfigError(f"{source}: {_unknown(key, fields, section + '.')}")
+    values = {}
+    for key, value in raw.items():
+        spec = fields[key]
+        label = f"{source}: {section}.{key}"
+        values[key] = _coerce(value, hints[key], label)
+        _check_bounds(values[key], spec.metadata, label)
+    return cls(**values)
+
+
+def _coerce(value: Any, hint: Any, label: str) -> Any:
+    """Check ``value`` against the type ``hint`` and convert YAML lists to tuples."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(value, inner, label)
+    if origin is Literal:
+        if value not in args:
+            allowed = ", ".join(map(str, args))
+            raise ConfigError(f"{label} must be one of {allowed}; got {value!r}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{label} must be a list; got {value!r}")
+        return tuple(_coerce(item, args[0], f"{label}[{i}]") for i, item in enumerate(value))
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{label} must be true or false; got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{label} must be an integer; got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{label} must be a number; got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{label} must be a string; got {value!r}")
+        return value
+    raise TypeError(f"unsupported config type {hint} for {label}")
+
+
+_BOUND_TEXT = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+_BOUND_TEST = {
+    "ge": lambda x, b: x >= b,
+    "gt": lambda x, b: x > b,
+    "le": lambda x, b: x <= b,
+    "lt": lambda x, b: x < b,
+}
+
+
+def _check_bounds(value: Any, metadata: Mapping[str, Any], label: str) -> None:
+    if value is None:
+        return
+    items = value if isinstance(value, tuple) else (value,)
+    length = metadata.get("length")
+    if isinstance(value, tuple) and length is not None and len(value) != length:
+        raise ConfigError(f"{label} must have {length} entries; got {len(value)}")
+    for item in items:
+        if isinstance(item, str):
+            continue
+        for kind, bound in metadata.get("bounds", {}).items():
+            if not _BOUND_TEST[kind](item, bound):
+                raise ConfigError(f"{label} must be {_BOUND_TEXT[kind]} {bound}; got {value!r}")
+
+
+def _check_consistency(config: Config, source: str) -> None:
+    """Rules that involve more than one field."""
+    data, model = config.data, config.model
+    if data.source == "generated" and data.dataset not in MAZE2D_DATASETS:
+        raise ConfigError(
+            f"{source}: data.dataset must be one of {', '.join(MAZE2D_DATASETS)} when "
+            f"data.source is generated; got {data.dataset!r}"
+        )
+    if data.segmentation == "eval_goal" and "maze2d" not in data.dataset:
+        raise ConfigError(
+            f"{source}: data.segmentation eval_goal needs a Maze2D dataset; got {data.dataset!r}"
+        )
+    if model.kernel_size % 2 == 0:
+        raise ConfigError(f"{source}: model.kernel_size must be odd; got {model.kernel_size}")
+    stride = 2 ** (len(model.dim_mults) - 1)
+    if data.horizon % stride:
+        raise ConfigError(
+            f"{source}: data.horizon must be a multiple of {stride} (the U-Net halves it "
+            f"{len(model.dim_mults) - 1} times for model.dim_mults {list(model.dim_mults)}); "
+            f"got {data.horizon}"
+        )
+
+
+# --- saving and documentation ----------------------------------------------------------------
+
+
+def config_to_dict(config: Config) -> dict[str, dict[str, Any]]:
+    """Plain ``{section: {key: value}}`` with lists for tuples, suitable for YAML or JSON."""
+
+    def plain(value: Any) -> Any:
+        return list(value) if isinstance(value, tuple) else value
+
+    return {
+        name: {k: plain(v) for k, v in dataclasses.asdict(getattr(config, name)).items()}
+        for name in SECTIONS
+    }
+
+
+def save_config(config: Config, path: str | Path) -> Path:
+    """Write the fully resolved config (every field, defaults included) as YAML."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    return path
+
+
+def describe_fields() -> str:
+    """A markdown table of every config field: key, type, default and doc."""
+    rows = ["| key | type | default | meaning |", "|---|---|---|---|"]
+    for name, cls in SECTIONS.items():
+        hints = typing.get_type_hints(cls)
+        for spec in dataclasses.fields(cls):
+            hint = hints[spec.name]
+            kind = hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
+            default = config_to_dict(Config())[name][spec.name]
+            rows.append(
+                f"| `{name}.{spec.name}` | `{kind}` | `{default}` | {spec.metadata['doc']} |"
+            )
+    return "\n".join(rows)

@@ -1,0 +1,114 @@
+"""The one place that turns a data config into :class:`Episodes`: pick the source, regenerate a
+missing Maze2D file, apply the configured segmentation."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from planner.config import DataConfig
+from planner.data.d4rl import load_d4rl, write_hdf5
+from planner.data.episodes import (
+    Episodes,
+    boundaries_leaving_goal,
+    expected_dimensions,
+    resegment,
+)
+from planner.data.maze2d import generate_maze2d, reference_scores
+from planner.data.minari import load_minari
+from planner.envs.maze2d import GOAL_RADIUS, MazeTask, find_maze_task, get_maze_task
+from planner.paths import data_dir
+from planner.provenance import git_revision
+
+
+def generated_path(task: MazeTask, steps: int, seed: int, directory: str | Path | None) -> Path:
+    """File of a regenerated dataset: ``<name>.hdf5`` for the default size and seed 0, else
+    ``<name>-<steps>steps-seed<seed>.hdf5``, in :func:`planner.paths.data_dir`."""
+    default = steps == task.dataset_steps and seed == 0
+    stem = task.name if default else f"{task.name}-{steps}steps-seed{seed}"
+    return data_dir(directory) / f"{stem}.hdf5"
+
+
+def reference_path(dataset_path: Path) -> Path:
+    """The reference-score json stored next to a regenerated dataset."""
+    return dataset_path.with_suffix(".reference.json")
+
+
+def generate_dataset(
+    task: MazeTask,
+    steps: int,
+    seed: int,
+    out: Path,
+    reference_episodes: int = 100,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Regenerate ``task``'s data into ``out`` (D4RL-layout hdf5, gzip) and its reference scores
+    into ``out.reference.json``. Returns a record of what was made and how fast."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, TimeRemainingColumn(), disable=not show_progress) as progress:
+        bar = progress.add_task(f"generating {task.name}", total=steps)
+        began = time.perf_counter()
+        arrays = generate_maze2d(task, steps, seed, lambda n: progress.advance(bar, n))
+        generate_seconds = time.perf_counter() - began
+    record = {
+        "dataset": task.name,
+        "steps": steps,
+        "seed": seed,
+        "segments": int(arrays["timeouts"].sum()),
+        "generate_seconds": round(generate_seconds, 2),
+        "steps_per_second": round(steps / generate_seconds),
+        "git_revision": git_revision(),
+        "machine": platform.platform(),
+    }
+    write_hdf5(out, arrays, attrs=record)
+    if reference_episodes:
+        references = reference_scores(task, episodes=reference_episodes, seed=0)
+        reference_path(out).write_text(json.dumps(references, indent=2))
+        record["reference"] = references
+    return record
+
+
+def load_generated(config: DataConfig, generate_if_missing: bool = True) -> Episodes:
+    """The regenerated Maze2D dataset of ``config``, generating it first if the file is missing."""
+    task = get_maze_task(config.dataset)
+    steps = config.generate_steps or task.dataset_steps
+    path = generated_path(task, steps, config.generate_seed, config.data_dir)
+    if not path.is_file():
+        if not generate_if_missing:
+            raise FileNotFoundError(
+                f"{path}: not generated yet (planner data generate {task.name})"
+            )
+        print(
+            f"{path} is missing: generating {steps} steps of {task.name} "
+            f"(seed {config.generate_seed})"
+        )
+        generate_dataset(task, steps, config.generate_seed, path)
+    return load_d4rl(path, expected_dims=expected_dimensions(task.name))
+
+
+def load_episodes(config: DataConfig) -> Episodes:
+    """Episodes for a run, from the configured source, cut by the configured segmentation."""
+    match config.source:
+        case "generated":
+            episodes = load_generated(config)
+        case "d4rl":
+            episodes = load_d4rl(config.dataset)
+        case "minari":
+            episodes = load_minari(config.dataset, download=config.download)
+    if config.segmentation == "eval_goal":
+        episodes = segment_by_eval_goal(episodes, config.dataset)
+    return episodes
+
+
+def segment_by_eval_goal(episodes: Episodes, dataset_name: str) -> Episodes:
+    """Diffuser's Maze2D re-segmentation: episodes end when the agent leaves the evaluation goal."""
+    task = find_maze_task(dataset_name)
+    if task is None:
+        raise ValueError(f"{dataset_name}: eval_goal segmentation needs a Maze2D dataset")
+    positions = episodes.observations[:, :2]
+    return resegment(episodes, boundaries_leaving_goal(positions, task.eval_goal, GOAL_RADIUS))

@@ -1,0 +1,157 @@
+"""Training windows: fixed-length slices of episodes, gathered on device inside ``jit``.
+
+A trajectory window of horizon ``H`` is ``[H, A + O]``: per step the action then the observation
+(Diffuser's layout), normalized. Windows are conditioned on their first observation (the start)
+and their last observation (the goal; Maze2D plans replace its velocity by zero at plan time).
+Value models regress the discounted return-to-go from the window's first step.
+
+Padding policy: with ``padding=False`` a window lies entirely inside one episode, so episodes
+shorter than ``H`` contribute no window. With ``padding=True`` a window may start at any step, and
+steps past the episode's end repeat its last observation with a zero action ("stay put").
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from planner.data.episodes import DatasetError, Episodes
+from planner.data.normalize import Normalizer, fit_normalizer
+
+
+@struct.dataclass
+class WindowDataset:
+    """Device arrays from which :func:`sample_windows` gathers batches.
+
+    ``transitions`` [N, A + O] normalized steps; ``window_starts`` [M] int32 flat index of each
+    window's first step; ``window_last`` [M] int32 flat index of the last step of its episode;
+    ``returns_to_go`` [N] float32 discounted return from each step to its episode's end;
+    ``padding_action`` [A] the normalized zero action.
+    """
+
+    transitions: jax.Array
+    window_starts: jax.Array
+    window_last: jax.Array
+    returns_to_go: jax.Array
+    padding_action: jax.Array
+    normalizer: Normalizer
+    horizon: int = struct.field(pytree_node=False)
+    action_dim: int = struct.field(pytree_node=False)
+
+    @property
+    def n_windows(self) -> int:
+        return int(self.window_starts.shape[0])
+
+
+@struct.dataclass
+class WindowBatch:
+    """``trajectories`` [B, H, A + O] normalized; ``start`` and ``goal`` [B, O] (normalized first
+    and last observation); ``values`` [B] return-to-go from the first step (unnormalized)."""
+
+    trajectories: jax.Array
+    start: jax.Array
+    goal: jax.Array
+    values: jax.Array
+
+
+def window_indices(
+    boundaries: np.ndarray, horizon: int, padding: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(starts [M], lasts [M])``: every valid window's first step and its episode's last step."""
+    starts, lasts = [], []
+    for begin, end in itertools.pairwise(boundaries):
+        stop = end if padding else end - horizon + 1
+        if stop > begin:
+            starts.append(np.arange(begin, stop))
+            lasts.append(np.full(stop - begin, end - 1))
+    if not starts:
+        return np.zeros(0, np.int32), np.zeros(0, np.int32)
+    return np.concatenate(starts).astype(np.int32), np.concatenate(lasts).astype(np.int32)
+
+
+def discounted_returns(
+    rewards: np.ndarray, episode_ends: np.ndarray, discount: float
+) -> np.ndarray:
+    """``[N]`` ``G[t] = r[t] + discount * G[t + 1]``, restarting after every ``episode_ends`` step.
+
+    ``rewards`` [N] float; ``episode_ends`` [N] bool, true at the last step of each episode.
+    """
+
+    def backward(future, inputs):
+        reward, is_end = inputs
+        value = reward + discount * future * (1.0 - is_end)
+        return value, value
+
+    inputs = (jnp.asarray(rewards, jnp.float32), jnp.asarray(episode_ends, jnp.float32))
+    _, values = jax.lax.scan(backward, jnp.float32(0.0), inputs, reverse=True)
+    return np.asarray(values)
+
+
+def make_window_dataset(
+    episodes: Episodes,
+    horizon: int,
+    *,
+    padding: bool = False,
+    normalizer_kind: str = "limits",
+    normalizer: Normalizer | None = None,
+    discount: float = 0.99,
+    termination_penalty: float = 0.0,
+) -> WindowDataset:
+    """Everything :func:`sample_windows` needs, moved to the default device once.
+
+    The normalizer is fitted on all steps unless one is given (e.g. from a checkpoint).
+    ``termination_penalty`` is added to the reward of terminal steps before discounting.
+    """
+    starts, lasts = window_indices(episodes.boundaries, horizon, padding)
+    if len(starts) == 0:
+        longest = int(episodes.episode_lengths.max())
+        raise DatasetError(
+            f"{episodes.name}: no episode has {horizon} steps (the longest has {longest}); "
+            f"lower data.horizon or set data.padding: true"
+        )
+    steps = np.concatenate([episodes.actions, episodes.observations], axis=1)
+    normalizer = normalizer or fit_normalizer(steps, normalizer_kind)
+    action_dim = episodes.actions.shape[1]
+    rewards = episodes.rewards + termination_penalty * episodes.terminals
+    episode_ends = np.zeros(episodes.n_steps, bool)
+    episode_ends[episodes.boundaries[1:] - 1] = True
+    return WindowDataset(
+        transitions=jnp.asarray(normalizer.normalize(steps), jnp.float32),
+        window_starts=jnp.asarray(starts),
+        window_last=jnp.asarray(lasts),
+        returns_to_go=jnp.asarray(discounted_returns(rewards, episode_ends, discount)),
+        padding_action=jnp.asarray(normalizer.normalize(np.zeros(steps.shape[1]))[:action_dim]),
+        normalizer=normalizer,
+        horizon=horizon,
+        action_dim=action_dim,
+    )
+
+
+def gather_windows(dataset: WindowDataset, window_ids: jax.Array) -> WindowBatch:
+    """The windows numbered ``window_ids`` [B] (each in ``[0, M)``) as a :class:`WindowBatch`."""
+    first = dataset.window_starts[window_ids]
+    last = dataset.window_last[window_ids]
+    steps = first[:, None] + jnp.arange(dataset.horizon)[None, :]  # [B, H]
+    past_end = steps > last[:, None]
+    trajectories = dataset.transitions[jnp.minimum(steps, last[:, None])]  # [B, H, A + O]
+    actions = jnp.where(
+        past_end[..., None], dataset.padding_action, trajectories[..., : dataset.action_dim]
+    )
+    trajectories = jnp.concatenate([actions, trajectories[..., dataset.action_dim :]], axis=-1)
+    observations = trajectories[..., dataset.action_dim :]
+    return WindowBatch(
+        trajectories=trajectories,
+        start=observations[:, 0],
+        goal=observations[:, -1],
+        values=dataset.returns_to_go[first],
+    )
+
+
+def sample_windows(dataset: WindowDataset, key: jax.Array, batch_size: int) -> WindowBatch:
+    """``batch_size`` windows drawn uniformly with replacement; jit-able (``batch_size`` static)."""
+    window_ids = jax.random.randint(key, (batch_size,), 0, dataset.window_starts.shape[0])
+    return gather_windows(dataset, window_ids)

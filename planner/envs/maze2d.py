@@ -1,0 +1,298 @@
+"""Maze2D in the D4RL frame, simulated by Gymnasium-Robotics PointMaze.
+
+PointMaze (MuJoCo point mass, gear 100, timestep 0.01, actions clipped to [-1, 1], velocity clipped
+to [-5, 5] before each step) has the same physics as D4RL's maze2d; only the coordinate frame
+differs. Everything this project exposes (datasets, configs, plots, scores) is in the D4RL frame:
+``x`` runs along the layout's row index, ``y`` along its column index, and the centre of cell
+``(row, col)`` is at ``(row - 0.2, col - 0.2)``. For a maze of ``R`` rows and ``C`` columns:
+
+    x_gym = y_d4rl + 0.7 - C / 2        y_gym = R / 2 - 0.7 - x_d4rl
+    v_gym = (vy_d4rl, -vx_d4rl)         a_gym = (ay_d4rl, -ax_d4rl)
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import gymnasium_robotics
+import mujoco
+import numpy as np
+
+gym.register_envs(gymnasium_robotics)
+
+GOAL_RADIUS = 0.5  # reward 1 per step within this distance of the goal
+CELL_NOISE = 0.1  # starts and random goals: a free cell + U(-0.1, 0.1) per axis
+START_VELOCITY_STD = 0.1  # starting velocity ~ N(0, 0.1^2)
+VELOCITY_LIMIT = 5.0  # PointMaze clips |qvel| to this before every step
+WALL_OFFSET = 0.7  # a cell (r, c) spans x in [r - 0.7, r + 0.3], y in [c - 0.7, c + 0.3]
+
+
+@dataclass(frozen=True)
+class MazeTask:
+    """One Maze2D task: layout, evaluation goal, episode length and D4RL reference returns."""
+
+    name: str
+    layout: tuple[str, ...]  # rows of '#' wall, 'O' free, 'G' free + evaluation goal
+    pointmaze_id: str
+    max_episode_steps: int
+    dataset_steps: int  # default size of the regenerated dataset
+    d4rl_ref_min: float  # D4RL's random-policy return
+    d4rl_ref_max: float  # D4RL's controller return
+
+    @property
+    def walls(self) -> np.ndarray:
+        """``[rows, cols]`` bool, True at wall cells."""
+        return np.array([[ch == "#" for ch in row] for row in self.layout])
+
+    @property
+    def free_cells(self) -> np.ndarray:
+        """``[F, 2]`` int (row, col) of every free cell, goal cells included, in row-major order."""
+        return np.argwhere(~self.walls)
+
+    @property
+    def eval_goal(self) -> np.ndarray:
+        """``[2]`` the evaluation goal, the 'G' cell's integer (row, col) in qpos units."""
+        (goal,) = np.argwhere(np.array([list(row) for row in self.layout]) == "G")
+        return goal.astype(np.float64)
+
+    @property
+    def maze_map(self) -> list[list[int]]:
+        """The layout as Gymnasium-Robotics' ``maze_map`` (1 wall, 0 free)."""
+        return [[int(ch == "#") for ch in row] for row in self.layout]
+
+
+MAZE_TASKS: dict[str, MazeTask] = {
+    task.name: task
+    for task in (
+        MazeTask(
+            "maze2d-umaze-v1",
+            ("#####", "#GOO#", "###O#", "#OOO#", "#####"),
+            "PointMaze_UMaze-v3",
+            300,
+            1_000_000,
+            23.85,
+            161.86,
+        ),
+        MazeTask(
+            "maze2d-medium-v1",
+            (
+                "########",
+                "#OO##OO#",
+                "#OO#OOO#",
+                "##OOO###",
+                "#OO#OOO#",
+                "#O#OO#O#",
+                "#OOO#OG#",
+                "########",
+            ),
+            "PointMaze_Medium-v3",
+            600,
+            2_000_000,
+            13.13,
+            277.39,
+        ),
+        MazeTask(
+            "maze2d-large-v1",
+            (
+                "############",
+                "#OOOO#OOOOO#",
+                "#O##O#O#O#O#",
+                "#OOOOOO#OOO#",
+                "#O####O###O#",
+                "#OO#O#OOOOO#",
+                "##O#O#O#O###",
+                "#OO#OOO#OGO#",
+                "############",
+            ),
+            "PointMaze_Large-v3",
+            800,
+            4_000_000,
+            6.7,
+            273.99,
+        ),
+    )
+}
+
+
+def get_maze_task(name: str) -> MazeTask:
+    """The task named ``maze2d-{umaze,medium,large}-v1``; a clear error for anything else."""
+    if name not in MAZE_TASKS:
+        raise ValueError(f"unknown Maze2D task {name!r}; known: {', '.join(MAZE_TASKS)}")
+    return MAZE_TASKS[name]
+
+
+def find_maze_task(name: str) -> MazeTask | None:
+    """The Maze2D task a dataset name or file name refers to (``maze2d-umaze...``), if any."""
+    for task in MAZE_TASKS.values():
+        if task.name.rsplit("-", 1)[0] in name:
+            return task
+    return None
+
+
+def normalized_score(returns: np.ndarray | float, ref_min: float, ref_max: float) -> np.ndarray:
+    """D4RL normalized score ``100 * (return - ref_min) / (ref_max - ref_min)``."""
+    return 100.0 * (np.asarray(returns) - ref_min) / (ref_max - ref_min)
+
+
+# --- coordinate frames -----------------------------------------------------------------------
+
+
+def frame_shifts(task: MazeTask) -> tuple[float, float]:
+    """``(x_shift, y_shift)`` with ``x_gym = y_d4rl + x_shift`` and ``y_gym = y_shift - x_d4rl``."""
+    rows, cols = len(task.layout), len(task.layout[0])
+    return WALL_OFFSET - cols / 2, rows / 2 - WALL_OFFSET
+
+
+def d4rl_to_gym_position(position: np.ndarray, task: MazeTask) -> np.ndarray:
+    """``[..., 2]`` D4RL-frame positions → PointMaze-frame positions."""
+    x_shift, y_shift = frame_shifts(task)
+    return np.stack([position[..., 1] + x_shift, y_shift - position[..., 0]], axis=-1)
+
+
+def gym_to_d4rl_position(position: np.ndarray, task: MazeTask) -> np.ndarray:
+    """``[..., 2]`` PointMaze-frame positions → D4RL-frame positions."""
+    x_shift, y_shift = frame_shifts(task)
+    return np.stack([y_shift - position[..., 1], position[..., 0] - x_shift], axis=-1)
+
+
+def d4rl_to_gym_vector(vector: np.ndarray) -> np.ndarray:
+    """``[..., 2]`` D4RL-frame velocities or actions → PointMaze frame (a rotation)."""
+    return np.stack([vector[..., 1], -vector[..., 0]], axis=-1)
+
+
+def gym_to_d4rl_vector(vector: np.ndarray) -> np.ndarray:
+    """``[..., 2]`` PointMaze-frame velocities or actions → D4RL frame."""
+    return np.stack([-vector[..., 1], vector[..., 0]], axis=-1)
+
+
+# --- simulation ------------------------------------------------------------------------------
+
+
+def make_pointmaze(task: MazeTask) -> Any:
+    """The unwrapped Gymnasium-Robotics PointMaze env for ``task``'s layout (no time limit)."""
+    env = gym.make(task.pointmaze_id, maze_map=task.maze_map, continuing_task=True)
+    return env.unwrapped
+
+
+class PointMassSim:
+    """PointMaze's MuJoCo point mass stepped directly, with state and actions in the D4RL frame.
+
+    ``step`` does exactly what ``PointEnv.step`` does (clip the action, clip the velocity, one
+    ``mj_step``) without its per-call array copies, so the data generator reaches tens of
+    thousands of steps per second. Positions and velocities are Python floats for speed.
+    """
+
+    def __init__(self, task: MazeTask):
+        self.task = task
+        pointmaze = make_pointmaze(task)
+        self.model: mujoco.MjModel = pointmaze.point_env.model
+        self.data: mujoco.MjData = pointmaze.point_env.data
+        self._qpos = self.data.qpos  # views, valid for the lifetime of ``data``
+        self._qvel = self.data.qvel
+        self._ctrl = self.data.ctrl
+        self._x_shift, self._y_shift = frame_shifts(task)
+
+    def set_state(self, position: np.ndarray, velocity: np.ndarray) -> None:
+        """Place the mass at D4RL-frame ``position`` [2] with ``velocity`` [2]."""
+        self._qpos[:] = (position[1] + self._x_shift, self._y_shift - position[0])
+        self._qvel[:] = (velocity[1], -velocity[0])
+        mujoco.mj_forward(self.model, self.data)
+
+    def step(self, action_x: float, action_y: float) -> None:
+        """Advance one 0.01 s step under the D4RL-frame action (clipped to [-1, 1])."""
+        self._ctrl[0] = min(max(action_y, -1.0), 1.0)
+        self._ctrl[1] = -min(max(action_x, -1.0), 1.0)
+        qvel = self._qvel
+        qvel[0] = min(max(qvel[0], -VELOCITY_LIMIT), VELOCITY_LIMIT)
+        qvel[1] = min(max(qvel[1], -VELOCITY_LIMIT), VELOCITY_LIMIT)
+        mujoco.mj_step(self.model, self.data)
+
+    def observe(self) -> tuple[float, float, float, float]:
+        """``(x, y, vx, vy)`` in the D4RL frame."""
+        qpos, qvel = self._qpos, self._qvel
+        return (
+            self._y_shift - float(qpos[1]),
+            float(qpos[0]) - self._x_shift,
+            -float(qvel[1]),
+            float(qvel[0]),
+        )
+
+
+def sample_cell_position(task: MazeTask, rng: np.random.Generator) -> np.ndarray:
+    """``[2]`` a random free cell plus ``U(-0.1, 0.1)`` per axis (starts and random goals)."""
+    cell = task.free_cells[rng.integers(len(task.free_cells))]
+    return cell + rng.uniform(-CELL_NOISE, CELL_NOISE, size=2)
+
+
+class Maze2DEnv(gym.Env):
+    """D4RL ``maze2d-*-v1`` evaluation environment over Gymnasium-Robotics PointMaze.
+
+    Observations ``[x, y, vx, vy]`` and actions ``[ax, ay]`` are in the D4RL frame. Each episode
+    starts in a random free cell (+ U(-0.1, 0.1)) with velocity ~ N(0, 0.1^2); the goal is the
+    task's fixed goal, or with ``multi_task`` a random goal drawn like the data-collection goals.
+    Reward is 1 for every step that ends within 0.5 of the goal; episodes never terminate and are
+    truncated after ``max_episode_steps`` (300 / 600 / 800). ``reset(options=...)`` accepts
+    ``start`` [2], ``velocity`` [2] and ``goal`` [2] to fix them.
+    """
+
+    metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012 (gymnasium's class attribute)
+
+    def __init__(self, task: MazeTask | str, multi_task: bool = False):
+        self.task = get_maze_task(task) if isinstance(task, str) else task
+        self.multi_task = multi_task
+        self.max_episode_steps = self.task.max_episode_steps
+        self.sim = PointMassSim(self.task)
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(4,), dtype=np.float64)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
+        self.goal = self.task.eval_goal
+        self._elapsed = 0
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        options = options or {}
+        start = sample_cell_position(self.task, self.np_random)
+        velocity = self.np_random.normal(0.0, START_VELOCITY_STD, size=2)
+        goal = sample_cell_position(self.task, self.np_random) if self.multi_task else None
+        start = np.asarray(options.get("start", start), dtype=np.float64)
+        velocity = np.asarray(options.get("velocity", velocity), dtype=np.float64)
+        goal = options.get("goal", goal)
+        self.goal = self.task.eval_goal if goal is None else np.asarray(goal, dtype=np.float64)
+        self.sim.set_state(start, velocity)
+        self._elapsed = 0
+        return self._observation(), {"goal": self.goal.copy()}
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        self.sim.step(float(action[0]), float(action[1]))
+        self._elapsed += 1
+        observation = self._observation()
+        success = bool(np.linalg.norm(observation[:2] - self.goal) <= GOAL_RADIUS)
+        truncated = self._elapsed >= self.max_episode_steps
+        return observation, float(success), False, truncated, {"success": success}
+
+    def _observation(self) -> np.ndarray:
+        return np.array(self.sim.observe())
+
+
+def gym_id(task: MazeTask) -> str:
+    """The Gymnasium id this project registers for ``task``: ``planner/maze2d-umaze-v1``."""
+    return f"planner/{task.name}"
+
+
+for _task in MAZE_TASKS.values():
+    if gym_id(_task) not in gym.registry:
+        gym.register(
+            gym_id(_task), entry_point="planner.envs.maze2d:Maze2DEnv", kwargs={"task": _task.name}
+        )
+
+
+@functools.cache
+def wall_rectangles(task: MazeTask) -> np.ndarray:
+    """``[W, 4]`` each wall cell as ``(x_min, y_min, x_max, y_max)`` in the D4RL frame."""
+    cells = np.argwhere(task.walls).astype(np.float64)
+    low = cells - WALL_OFFSET
+    return np.concatenate([low, low + 1.0], axis=1)

@@ -1,0 +1,33 @@
+"""Shared fixtures: a small regenerated U-Maze stream, and isolated data directories."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from planner.data.maze2d import generate_maze2d
+from planner.envs.maze2d import get_maze_task
+
+SMALL_STEPS = 20_000
+
+
+@pytest.fixture(autouse=True)
+def isolated_directories(tmp_path, monkeypatch):
+    """Keep every test away from the user's caches."""
+    monkeypatch.setenv("PLANNER_DATA_DIR", str(tmp_path / "planner-data"))
+    monkeypatch.setenv("D4RL_DATASET_DIR", str(tmp_path / "d4rl"))
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+
+
+@pytest.fixture(scope="session")
+def umaze():
+    return get_maze_task("maze2d-umaze-v1")
+
+
+@pytest.fixture(scope="session")
+def umaze_arrays(umaze) -> dict[str, np.ndarray]:
+    """A 20k-step regenerated U-Maze stream in the D4RL layout (seed 0)."""
+    arrays = generate_maze2d(umaze, SMALL_STEPS, seed=0)
+    for value in arrays.values():
+        value.setflags(write=False)
+    return arrays
