@@ -35,8 +35,8 @@ format: setup
 bench-data: setup  ## batch-sampling throughput -> results/data_bench.json
 	$(BIN)/python scripts/bench_data.py --out results/data_bench.json
 
-results-data: setup  ## regenerate all three Maze2D datasets and write results/data.md
-	$(BIN)/python scripts/data_report.py
+results-data: bench-data  ## regenerate all three Maze2D datasets and write results/data.md
+	$(BIN)/python scripts/data_report.py --force
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache

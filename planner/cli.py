@@ -20,7 +20,7 @@ from planner.config import (
     load_config,
     save_config,
 )
-from planner.data.episodes import DatasetError, Episodes, summarize
+from planner.data.episodes import DatasetError, summarize
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,7 +89,7 @@ def _positive_int(text: str) -> int:
 
 def _data_generate(args: argparse.Namespace) -> int:
     from planner.data.d4rl import load_d4rl
-    from planner.data.sources import generate_dataset, generated_path
+    from planner.data.sources import generate_dataset, generated_path, reference_path
     from planner.envs.maze2d import get_maze_task
 
     task = get_maze_task(args.name)
@@ -104,7 +104,7 @@ def _data_generate(args: argparse.Namespace) -> int:
         f"{record['steps_per_second']:,} steps/s"
     )
     if "reference" in record:
-        print(f"reference scores: {out.with_suffix('.reference.json')}")
+        print(f"reference scores: {reference_path(out)}")
         _print_references(record["reference"])
     if args.minari:
         from planner.data.minari import write_minari
@@ -126,10 +126,11 @@ def _print_references(reference: dict) -> None:
 
 
 def _data_info(args: argparse.Namespace) -> int:
+    from planner.data.sources import resolve_dataset
     from planner.envs.maze2d import find_maze_task
     from planner.viz.maze import plot_dataset
 
-    episodes, location = _resolve_dataset(args)
+    episodes, location = resolve_dataset(args.dataset, args.source, args.data_dir)
     task = find_maze_task(args.dataset) or find_maze_task(episodes.name)
     if args.segmentation == "eval_goal":
         from planner.data.sources import segment_by_eval_goal
@@ -143,38 +144,6 @@ def _data_info(args: argparse.Namespace) -> int:
     else:
         _print_summary(summary)
     return 0
-
-
-def _resolve_dataset(args: argparse.Namespace) -> tuple[Episodes, Path]:
-    """Load ``args.dataset`` from the named source, or guess: a file path, then a regenerated
-    Maze2D file, then the D4RL cache, then a local Minari dataset."""
-    from planner.data.d4rl import find_d4rl_file, load_d4rl
-    from planner.data.minari import load_minari
-    from planner.data.sources import generated_path
-    from planner.envs.maze2d import MAZE_TASKS
-
-    name, source = args.dataset, args.source
-    if source in ("auto", "generated") and name in MAZE_TASKS:
-        task = MAZE_TASKS[name]
-        path = generated_path(task, task.dataset_steps, 0, args.data_dir)
-        if path.is_file():
-            return load_d4rl(path, expected_dims=(4, 2)), path
-        if source == "generated":
-            raise FileNotFoundError(f"{path}: not generated yet (planner data generate {name})")
-    if source == "minari" or (source == "auto" and not _is_d4rl(name)):
-        return load_minari(name), Path("results") / name.replace("/", "_")
-    path = find_d4rl_file(name)
-    return load_d4rl(path), path
-
-
-def _is_d4rl(name: str) -> bool:
-    from planner.data.d4rl import find_d4rl_file
-
-    try:
-        find_d4rl_file(name)
-    except DatasetError:
-        return Path(name).suffix in (".hdf5", ".h5")
-    return True
 
 
 def _default_plot_path(location: Path, segmentation: str) -> Path:

@@ -69,6 +69,8 @@ def test_errors_are_reported_without_a_traceback(tmp_path, capsys):
     assert "absent.hdf5: file not found" in capsys.readouterr().err
     assert main(["data", "info", "maze2d-large-v1", "--source", "generated"]) == 2
     assert "not generated yet" in capsys.readouterr().err
+    assert main(["data", "info", "maze2d-medium-v1"]) == 2
+    assert "run: planner data generate maze2d-medium-v1" in capsys.readouterr().err
 
 
 def test_config_show_applies_overrides_and_saves(tmp_path, capsys):

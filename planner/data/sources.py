@@ -12,8 +12,9 @@ from typing import Any
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from planner.config import DataConfig
-from planner.data.d4rl import load_d4rl, write_hdf5
+from planner.data.d4rl import find_d4rl_file, load_d4rl, write_hdf5
 from planner.data.episodes import (
+    DatasetError,
     Episodes,
     boundaries_leaving_goal,
     expected_dimensions,
@@ -21,7 +22,13 @@ from planner.data.episodes import (
 )
 from planner.data.maze2d import generate_maze2d, reference_scores
 from planner.data.minari import load_minari
-from planner.envs.maze2d import GOAL_RADIUS, MazeTask, find_maze_task, get_maze_task
+from planner.envs.maze2d import (
+    GOAL_RADIUS,
+    MAZE_TASKS,
+    MazeTask,
+    find_maze_task,
+    get_maze_task,
+)
 from planner.paths import data_dir
 from planner.provenance import git_revision
 
@@ -112,3 +119,38 @@ def segment_by_eval_goal(episodes: Episodes, dataset_name: str) -> Episodes:
         raise ValueError(f"{dataset_name}: eval_goal segmentation needs a Maze2D dataset")
     positions = episodes.observations[:, :2]
     return resegment(episodes, boundaries_leaving_goal(positions, task.eval_goal, GOAL_RADIUS))
+
+
+def resolve_dataset(
+    name: str, source: str = "auto", directory: str | Path | None = None
+) -> tuple[Episodes, Path]:
+    """Episodes for a user-given name and where they came from (for output files next to them).
+
+    ``source`` is ``generated``, ``d4rl``, ``minari`` or ``auto``, which tries in turn a
+    regenerated Maze2D file of that name, a path or D4RL-cache name, then a local Minari id.
+    """
+    if source in ("auto", "generated") and name in MAZE_TASKS:
+        task = MAZE_TASKS[name]
+        path = generated_path(task, task.dataset_steps, 0, directory)
+        if path.is_file():
+            return load_d4rl(path, expected_dims=expected_dimensions(name)), path
+        if source == "generated" or not _is_d4rl(name):
+            raise DatasetError(
+                f"{name}: not generated yet in {path.parent} and no D4RL file of that name; "
+                f"run: planner data generate {name}"
+            )
+    if source == "minari" or (source == "auto" and not _is_d4rl(name)):
+        return load_minari(name), Path(name.replace("/", "_"))
+    path = find_d4rl_file(name)
+    return load_d4rl(path), path
+
+
+def _is_d4rl(name: str) -> bool:
+    """Whether ``name`` is an hdf5 path or a name found in the D4RL cache."""
+    if Path(name).suffix in (".hdf5", ".h5"):
+        return True
+    try:
+        find_d4rl_file(name)
+    except DatasetError:
+        return False
+    return True
