@@ -2,6 +2,8 @@
 
 planner data generate maze2d-umaze-v1 [--steps N] [--seed S] [--out FILE] [--data-dir DIR]
 planner data info PATH_OR_ID [--source ...] [--segmentation ...] [--plot FILE]
+planner train --config FILE [--set section.key=value ...] [--run-dir DIR] [--overfit-batch]
+planner train-value --config FILE [--set ...] [--run-dir DIR]
 planner config show --config FILE [--set section.key=value ...] [--out FILE]
 planner config docs
 """
@@ -28,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
-    except (ConfigError, DatasetError, FileNotFoundError) as error:
+    except (ConfigError, DatasetError, FileNotFoundError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
@@ -64,6 +66,21 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--plot", type=Path, help="coverage PNG (default: next to the dataset)")
     info.add_argument("--json", action="store_true", help="print the summary as json")
     info.set_defaults(handler=_data_info)
+
+    for name, kind, what in (
+        ("train", "diffusion", "train the trajectory diffusion model"),
+        ("train-value", "value", "train the value model (return-to-go of noisy windows)"),
+    ):
+        trainer = commands.add_parser(name, help=what)
+        trainer.add_argument("--config", required=True, type=Path)
+        trainer.add_argument("--set", action="append", default=[], metavar="section.key=value")
+        trainer.add_argument(
+            "--run-dir", type=Path, help="default: <logging.run_root>/<config name>[-value]"
+        )
+        trainer.add_argument(
+            "--overfit-batch", action="store_true", help="debug: train on one fixed batch"
+        )
+        trainer.set_defaults(handler=_train, kind=kind)
 
     config = commands.add_parser("config", help="inspect configs")
     config_commands = config.add_subparsers(required=True, metavar="action")
@@ -169,6 +186,24 @@ def _print_summary(summary: dict) -> None:
     )
     print(f"  actions in     [{summary['action_range'][0]:.3f}, {summary['action_range'][1]:.3f}]")
     print(f"  coverage plot  {summary['plot']}")
+
+
+# --- training ------------------------------------------------------------------------------
+
+
+def _train(args: argparse.Namespace) -> int:
+    from planner.training import train
+
+    config = load_config(args.config, args.set)
+    suffix = "-value" if args.kind == "value" else ""
+    run_dir = args.run_dir or Path(config.logging.run_root) / f"{args.config.stem}{suffix}"
+    summary = train(config, run_dir, args.kind, overfit_batch=args.overfit_batch)
+    print(
+        f"trained {args.kind} model to step {summary['final_step']:,} in {run_dir} "
+        f"(loss {summary.get('loss', float('nan')):.4f}, "
+        f"{summary.get('steps_per_second', float('nan')):.1f} steps/s)"
+    )
+    return 0
 
 
 # --- config ----------------------------------------------------------------------------------

@@ -107,7 +107,16 @@ class DiffusionConfig:
     n_diffusion_steps: int = _field(64, "Number of noise levels.", ge=1)
     predict_epsilon: bool = _field(False, "Predict the noise instead of the clean trajectory.")
     parameterization: Literal["score", "energy"] = _field(
-        "score", "Network output: a direct prediction, or a scalar energy whose gradient it is."
+        "score",
+        "Network output: a direct prediction, or a scalar energy whose gradient is the noise "
+        "prediction (needs predict_epsilon: true).",
+    )
+    energy_form: Literal["norm", "residual"] = _field(
+        "norm",
+        "Energy from the network output f: ½‖f(x, t)‖² (norm) or ½‖f(x, t) − x‖² (residual).",
+    )
+    condition_goal: bool = _field(
+        True, "Impose the window's last observation (the goal) as well as its first."
     )
     action_weight: float = _field(1.0, "Loss weight of the first action.", ge=0)
     loss_discount: float = _field(1.0, "Per-step loss weight discount along the horizon.", gt=0)
@@ -124,6 +133,9 @@ class TrainConfig:
     warmup_steps: int = _field(0, "Linear learning-rate warm-up steps.", ge=0)
     grad_clip: float | None = _field(None, "Global gradient-norm clip; null = none.", gt=0)
     ema_decay: float = _field(0.995, "Decay of the parameter moving average.", ge=0, lt=1)
+    ema_every: int = _field(10, "Steps between moving-average updates.", ge=1)
+    ema_start: int = _field(2000, "Before this step the average is a copy of the parameters.", ge=0)
+    value_steps: int = _field(200_000, "Gradient steps of `planner train-value`.", ge=1)
     steps_per_dispatch: int = _field(10, "Gradient steps per jitted call (lax.scan).", ge=1)
     checkpoint_every: int = _field(10_000, "Steps between checkpoints.", ge=1)
     log_every: int = _field(100, "Steps between metric records.", ge=1)
@@ -294,6 +306,11 @@ def _coerce(value: Any, hint: Any, label: str) -> Any:
             raise ConfigError(f"{label} must be an integer; got {value!r}")
         return value
     if hint is float:
+        if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{label} must be a number; got {value!r}")
         return float(value)
@@ -340,6 +357,18 @@ def _check_consistency(config: Config, source: str) -> None:
         raise ConfigError(
             f"{source}: data.segmentation eval_goal needs a Maze2D dataset; got {data.dataset!r}"
         )
+    if config.diffusion.parameterization == "energy" and not config.diffusion.predict_epsilon:
+        raise ConfigError(
+            f"{source}: diffusion.parameterization energy needs diffusion.predict_epsilon: true "
+            f"(the energy's gradient is the noise prediction)"
+        )
+    train = config.train
+    for name in ("steps", "value_steps", "log_every", "checkpoint_every"):
+        if getattr(train, name) % train.steps_per_dispatch:
+            raise ConfigError(
+                f"{source}: train.{name} must be a multiple of train.steps_per_dispatch "
+                f"({train.steps_per_dispatch}); got {getattr(train, name)}"
+            )
     if model.kernel_size % 2 == 0:
         raise ConfigError(f"{source}: model.kernel_size must be odd; got {model.kernel_size}")
     stride = 2 ** (len(model.dim_mults) - 1)

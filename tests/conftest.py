@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 import pytest
 
@@ -17,6 +18,22 @@ def isolated_directories(tmp_path, monkeypatch):
     monkeypatch.setenv("PLANNER_DATA_DIR", str(tmp_path / "planner-data"))
     monkeypatch.setenv("D4RL_DATASET_DIR", str(tmp_path / "d4rl"))
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def compilation_cache(tmp_path_factory):
+    """One persistent XLA cache for the session (and the subprocesses it starts): the tiny
+    models of many tests compile once."""
+    directory = str(tmp_path_factory.mktemp("jax-cache"))
+    jax.config.update("jax_compilation_cache_dir", directory)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir(tmp_path_factory):
+    """Regenerated datasets shared by every test that trains on the same small file."""
+    return tmp_path_factory.mktemp("shared-data")
 
 
 @pytest.fixture(scope="session")
