@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-all lint format bench-data results-data clean
+.PHONY: setup demo test test-all lint format bench-data bench-train results-data clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,9 +14,11 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)  ## create .venv and install planner with its dev tools
 
-demo: setup  ## regenerate the default dataset (Maze2D U-Maze, 1M steps) and summarize it
+demo: setup  ## regenerate U-Maze (1M steps), summarize it, and train its model briefly
 	$(BIN)/planner data generate maze2d-umaze-v1
 	$(BIN)/planner data info maze2d-umaze-v1
+	$(BIN)/planner train --config configs/maze2d-umaze.yaml --run-dir runs/demo \
+		--set train.steps=300 --set train.checkpoint_every=100
 
 test: setup  ## the fast CPU test suite (what CI runs)
 	$(BIN)/pytest -q -m "not slow"
@@ -34,6 +36,9 @@ format: setup
 
 bench-data: setup  ## batch-sampling throughput -> results/data_bench.json
 	$(BIN)/python scripts/bench_data.py --out results/data_bench.json
+
+bench-train: setup  ## training steps/s of the Maze2D configs -> results/bench.md
+	$(BIN)/python scripts/bench_train.py
 
 results-data: bench-data  ## regenerate all three Maze2D datasets and write results/data.md
 	$(BIN)/python scripts/data_report.py --force

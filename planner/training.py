@@ -60,9 +60,8 @@ class TrainingError(RuntimeError):
 
 @dataclass(frozen=True)
 class TrainingSetup:
-    """What a run trains: the windows, the loss and the initial state."""
+    """What a run trains: the loss, the initial parameters and the number of steps."""
 
-    windows: WindowDataset
     loss_fn: Any
     initial_params: Any
     total_steps: int
@@ -87,12 +86,12 @@ def build_setup(config: Config, kind: ModelKind, windows: WindowDataset) -> Trai
             windows.action_dim,
         )
         params = init_params(unet, init_key, x, t)
-        return TrainingSetup(windows, loss_fn, params, config.train.steps)
+        return TrainingSetup(loss_fn, params, config.train.steps)
     model = config.model
     value_net = ValueNet(model.dim, model.dim_mults, model.kernel_size, model.attention)
     loss_fn = make_value_loss(config, value_net.apply, schedule, windows.action_dim)
     params = init_params(value_net, init_key, x, t)
-    return TrainingSetup(windows, loss_fn, params, config.train.value_steps)
+    return TrainingSetup(loss_fn, params, config.train.value_steps)
 
 
 def load_windows(config: Config) -> WindowDataset:

@@ -7,9 +7,10 @@ import time
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
-from planner.checkpoints import CheckpointError
+from planner.checkpoints import CheckpointError, checkpoint_manager
 from planner.cli import main
 from planner.config import load_config
 from planner.data.episodes import make_episodes
@@ -51,15 +52,19 @@ def tiny_config(shared_data_dir):
 
 
 def params_of(run_dir):
-    """The latest checkpoint's raw parameters, read back through a fresh resume of 0 steps."""
-    from planner.checkpoints import checkpoint_manager
-
+    """``(step, state)`` of a run directory's latest checkpoint, restored as saved."""
     manager = checkpoint_manager(run_dir)
     step = manager.latest_step()
-    import orbax.checkpoint as ocp
-
     restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
     return step, restored["state"]
+
+
+def assert_same_final_checkpoint(run_a, run_b, step: int) -> None:
+    """Both runs' latest checkpoints are at ``step`` and hold bit-identical training states."""
+    (step_a, state_a), (step_b, state_b) = params_of(run_a), params_of(run_b)
+    assert step_a == step_b == step
+    for a, b in zip(jax.tree.leaves(state_a), jax.tree.leaves(state_b), strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def synthetic_windows(horizon=16, n=4000, seed=0):
@@ -166,13 +171,7 @@ def test_run_directory_has_everything_and_resume_equals_uninterrupted(tiny_confi
     train(tiny_config("train.steps=20"), tmp_path / "resumed", show_progress=False)
     resumed = train(config, tmp_path / "resumed", show_progress=False)
     assert resumed["start_step"] == 20 and resumed["final_step"] == 40
-    (step_a, state_a), (step_b, state_b) = (
-        params_of(tmp_path / "straight"),
-        params_of(tmp_path / "resumed"),
-    )
-    assert step_a == step_b == 40
-    for a, b in zip(jax.tree.leaves(state_a), jax.tree.leaves(state_b), strict=True):
-        np.testing.assert_array_equal(a, b)
+    assert_same_final_checkpoint(tmp_path / "straight", tmp_path / "resumed", 40)
 
 
 def test_checkpoint_of_another_config_or_kind_is_refused(tiny_config, tmp_path):
@@ -199,6 +198,18 @@ def test_corrupted_checkpoint_is_refused(tiny_config, tmp_path):
             path.write_bytes(b"\0" * 16)
     with pytest.raises(CheckpointError, match=r"checkpoints/20: checkpoint cannot be restored"):
         train(tiny_config(), run, show_progress=False)
+
+
+def test_an_interrupted_save_is_ignored(tiny_config, tmp_path):
+    """Orbax writes into a temporary directory and renames it when complete; what a kill
+    mid-save leaves behind is never taken for a checkpoint."""
+    run = tmp_path / "run"
+    train(tiny_config("train.steps=20"), run, show_progress=False)
+    partial = run / "checkpoints" / "40.orbax-checkpoint-tmp-1700000000000000"
+    (partial / "state").mkdir(parents=True)
+    (partial / "state" / "garbage").write_bytes(b"\0" * 64)
+    resumed = train(tiny_config(), run, show_progress=False)
+    assert resumed["start_step"] == 20 and resumed["final_step"] == 40
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_config, tmp_path):
@@ -270,10 +281,13 @@ def test_killed_training_resumes_to_the_same_parameters(
         check=True,
         capture_output=True,
     )
-    (step_a, state_a), (step_b, state_b) = (
-        params_of(tmp_path / "straight"),
-        params_of(tmp_path / "killed"),
-    )
-    assert step_a == step_b == 200
-    for a, b in zip(jax.tree.leaves(state_a), jax.tree.leaves(state_b), strict=True):
-        np.testing.assert_array_equal(a, b)
+    assert_same_final_checkpoint(tmp_path / "straight", tmp_path / "killed", 200)
+
+
+def test_wandb_logs_offline_into_the_run_directory(tiny_config, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    run = tmp_path / "run"
+    train(tiny_config("train.steps=20", "logging.wandb=true"), run, show_progress=False)
+    offline_runs = list((run / "wandb").glob("offline-run-*"))
+    assert len(offline_runs) == 1
+    assert any(offline_runs[0].rglob("*.wandb"))
