@@ -5,7 +5,7 @@ A run directory holds everything needed to plan later::
     RUN_DIR/config.yaml            the resolved config
     RUN_DIR/checkpoints/<step>/    Orbax: state (params, EMA, optimizer, step, key),
                                    normalizer, record
-    RUN_DIR/metrics.jsonl          one json row per log interval
+    RUN_DIR/metrics.jsonl          one json row per log interval (means over its steps)
     RUN_DIR/training_curve.png     loss against steps, written at the end
 
 Training resumes from the latest checkpoint of the run directory.
@@ -34,6 +34,8 @@ from planner.checkpoints import (
     save_checkpoint,
 )
 from planner.config import Config, config_to_dict, save_config
+from planner.data.episodes import Episodes
+from planner.data.normalize import Normalizer
 from planner.data.sources import load_episodes
 from planner.data.windows import WindowDataset, make_window_dataset
 from planner.diffusion.losses import make_diffusion_loss, make_value_loss
@@ -94,13 +96,18 @@ def build_setup(config: Config, kind: ModelKind, windows: WindowDataset) -> Trai
     return TrainingSetup(loss_fn, params, config.train.value_steps)
 
 
-def load_windows(config: Config) -> WindowDataset:
+def load_windows(
+    config: Config, episodes: Episodes | None = None, normalizer: Normalizer | None = None
+) -> WindowDataset:
+    """Training windows of ``config``'s dataset, normalized by ``normalizer`` if given (as
+    restored from a checkpoint), else by one fitted to the data."""
     data = config.data
     return make_window_dataset(
-        load_episodes(data),
+        episodes or load_episodes(data),
         data.horizon,
         padding=data.padding,
         normalizer_kind=data.normalizer,
+        normalizer=normalizer,
         discount=data.discount,
         termination_penalty=data.termination_penalty,
     )
@@ -124,14 +131,15 @@ def train(
         )
     save_config(config, run_dir / "config.yaml")
 
-    windows = load_windows(config)
+    episodes = load_episodes(config.data)
+    windows = load_windows(config, episodes)
     setup = build_setup(config, kind, windows)
     train_config = config.train
     optimizer = make_optimizer(train_config, setup.total_steps)
     state = init_train_state(setup.initial_params, optimizer, train_config.seed)
     if latest is not None:
         state, normalizer = restore_checkpoint(manager, latest, state, windows.normalizer)
-        windows = windows.replace(normalizer=normalizer)  # keep the normalizer the model saw
+        windows = load_windows(config, episodes, normalizer)  # the statistics the model saw
     chunk = make_train_chunk(
         make_train_step(setup.loss_fn, optimizer, train_config),
         train_config,
@@ -169,6 +177,7 @@ def _loop(
         )
         compile_began = time.perf_counter()
         timer_step, timer_start = step, None
+        since_last_row: list[dict] = []  # per-chunk metrics since the previous metrics row
         while step < total_steps:
             new_state, metrics = chunk(state, windows)
             losses = np.asarray(metrics["loss"])
@@ -187,8 +196,10 @@ def _loop(
             elapsed = time.perf_counter() - timer_start
             rate = (step - timer_step) / elapsed if elapsed > 0 else math.nan
             progress.update(bar, completed=step, loss=float(losses.mean()), rate=rate)
+            since_last_row.append(metrics)
             if step % train_config.log_every == 0 or step == total_steps:
-                logger.log(step, metrics, rate)
+                logger.log(step, since_last_row, rate)
+                since_last_row = []
             if step % train_config.checkpoint_every == 0 or step == total_steps:
                 save_checkpoint(manager, state, windows.normalizer, make_record(config, kind, step))
     return state
@@ -214,8 +225,13 @@ class MetricsLogger:
                 config=config_to_dict(config),
             )
 
-    def log(self, step: int, metrics: dict[str, jax.Array], steps_per_second: float) -> None:
-        row = {"step": step, **{k: float(np.mean(v)) for k, v in metrics.items()}}
+    def log(self, step: int, chunks: list[dict[str, jax.Array]], steps_per_second: float) -> None:
+        """One row: each metric averaged over every step of ``chunks`` (the steps since the
+        previous row), with the throughput and wall time so far."""
+        row = {
+            "step": step,
+            **{k: float(np.mean(np.concatenate([c[k] for c in chunks]))) for k in chunks[0]},
+        }
         row["steps_per_second"] = round(steps_per_second, 3)
         row["compile_seconds"] = round(self.compile_seconds, 3)
         row["wall_seconds"] = round(time.perf_counter() - self.began, 3)

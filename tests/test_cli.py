@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import h5py
 import pytest
@@ -95,11 +96,9 @@ def test_config_show_applies_overrides_and_saves(tmp_path, capsys):
 
 
 def test_console_script_is_installed():
+    script = Path(sys.executable).parent / "planner"
     result = subprocess.run(
-        [sys.executable, "-m", "planner.cli", "data", "generate", "--help"],
-        capture_output=True,
-        text=True,
-        check=True,
+        [str(script), "data", "generate", "--help"], capture_output=True, text=True, check=True
     )
     assert "--steps" in result.stdout
 

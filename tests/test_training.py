@@ -22,7 +22,7 @@ from planner.diffusion.train import (
     make_train_chunk,
     make_train_step,
 )
-from planner.training import TrainingError, build_setup, train
+from planner.training import MetricsLogger, TrainingError, build_setup, train
 
 TINY = [
     "model.dim=8",
@@ -291,3 +291,10 @@ def test_wandb_logs_offline_into_the_run_directory(tiny_config, tmp_path, monkey
     offline_runs = list((run / "wandb").glob("offline-run-*"))
     assert len(offline_runs) == 1
     assert any(offline_runs[0].rglob("*.wandb"))
+
+
+def test_metric_rows_average_every_step_since_the_previous_row(tiny_config, tmp_path):
+    logger = MetricsLogger(tmp_path, tiny_config(), "diffusion")
+    logger.log(3, [{"loss": np.array([1.0, 2.0])}, {"loss": np.array([6.0])}], 5.0)
+    row = json.loads((tmp_path / "metrics.jsonl").read_text())
+    assert row["step"] == 3 and row["loss"] == 3.0 and row["steps_per_second"] == 5.0
