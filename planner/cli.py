@@ -198,6 +198,9 @@ def _train(args: argparse.Namespace) -> int:
     suffix = "-value" if args.kind == "value" else ""
     run_dir = args.run_dir or Path(config.logging.run_root) / f"{args.config.stem}{suffix}"
     summary = train(config, run_dir, args.kind, overfit_batch=args.overfit_batch)
+    if summary["start_step"] == summary["final_step"]:
+        print(f"{run_dir} is already trained to step {summary['final_step']:,}; nothing to do")
+        return 0
     print(
         f"trained {args.kind} model to step {summary['final_step']:,} in {run_dir} "
         f"(loss {summary.get('loss', float('nan')):.4f}, "

@@ -235,6 +235,8 @@ def test_value_model_trains_from_the_cli(shared_data_dir, tmp_path, capsys):
     assert main([*args, *[f"--set={o}" for o in overrides]]) == 0
     assert "trained value model to step 20" in capsys.readouterr().out
     assert (tmp_path / "value" / "checkpoints" / "20").is_dir()
+    assert main([*args, *[f"--set={o}" for o in overrides]]) == 0  # rerun: already complete
+    assert "already trained to step 20; nothing to do" in capsys.readouterr().out
 
 
 def test_killed_training_resumes_to_the_same_parameters(
