@@ -6,16 +6,19 @@ import subprocess
 from pathlib import Path
 
 
+def _git(*args: str) -> str:
+    result = subprocess.run(
+        ["git", *args], capture_output=True, text=True, check=True, cwd=Path(__file__).parent
+    )
+    return result.stdout.strip()
+
+
 def git_revision() -> str:
-    """This checkout's commit (``-dirty`` if modified), or ``unknown`` outside git."""
+    """This checkout's commit, with ``-dirty`` if tracked code (anything outside ``results/``,
+    which reports write while they run) differs from it; ``unknown`` outside git."""
     try:
-        result = subprocess.run(
-            ["git", "describe", "--always", "--dirty", "--abbrev=10"],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=Path(__file__).parent,
-        )
-        return result.stdout.strip()
+        commit = _git("rev-parse", "--short=10", "HEAD")
+        changed = _git("status", "--porcelain", "--untracked-files=no", "--", ":/", ":!/results")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+    return f"{commit}-dirty" if changed else commit
