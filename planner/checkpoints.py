@@ -16,6 +16,7 @@ import orbax.checkpoint as ocp
 
 from planner.config import Config, config_to_dict
 from planner.data.normalize import Normalizer
+from planner.errors import PlannerError
 from planner.provenance import git_revision
 
 # A checkpoint belongs to one model trained on one dataset: these sections must match to resume.
@@ -23,7 +24,7 @@ IDENTITY_SECTIONS = ("data", "model", "diffusion")
 KEPT_CHECKPOINTS = 3
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(PlannerError, RuntimeError):
     """A checkpoint that cannot be used here, with what to do about it."""
 
 
@@ -38,7 +39,6 @@ def make_record(config: Config, kind: str, step: int) -> dict[str, Any]:
     return {
         "kind": kind,
         "step": step,
-        "dataset": config.data.dataset,
         "config": config_to_dict(config),
         "git_revision": git_revision(),
     }

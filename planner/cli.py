@@ -17,12 +17,12 @@ from pathlib import Path
 
 from planner.config import (
     MAZE2D_DATASETS,
-    ConfigError,
     describe_fields,
     load_config,
     save_config,
 )
-from planner.data.episodes import DatasetError, summarize
+from planner.data.episodes import summarize
+from planner.errors import PlannerError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
-    except (ConfigError, DatasetError, FileNotFoundError, RuntimeError) as error:
+    except (PlannerError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

@@ -21,10 +21,12 @@ from typing import Any, Literal
 
 import yaml
 
+from planner.errors import PlannerError
+
 MAZE2D_DATASETS = ("maze2d-umaze-v1", "maze2d-medium-v1", "maze2d-large-v1")
 
 
-class ConfigError(ValueError):
+class ConfigError(PlannerError, ValueError):
     """A config file, key or value that cannot be used, with a message a user can act on."""
 
 

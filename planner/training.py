@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -48,6 +49,7 @@ from planner.diffusion.train import (
     make_train_chunk,
     make_train_step,
 )
+from planner.errors import PlannerError
 from planner.models.denoiser import make_predict_fn, make_unet
 from planner.models.unet import init_params
 from planner.models.value import ValueNet
@@ -56,7 +58,7 @@ from planner.viz.training import plot_training_curve
 ModelKind = Literal["diffusion", "value"]
 
 
-class TrainingError(RuntimeError):
+class TrainingError(PlannerError, RuntimeError):
     """Training cannot go on (e.g. a non-finite loss); the message says what was kept."""
 
 
@@ -96,6 +98,19 @@ def build_setup(config: Config, kind: ModelKind, windows: WindowDataset) -> Trai
     return TrainingSetup(loss_fn, params, config.train.value_steps)
 
 
+def make_trainer(
+    config: Config, kind: ModelKind, windows: WindowDataset, overfit_batch: bool = False
+) -> tuple[TrainState, Callable, int]:
+    """``(initial state, chunk, total steps)`` for training ``kind`` on ``windows``;
+    ``chunk(state, windows) -> (state, metrics)`` runs ``train.steps_per_dispatch`` steps."""
+    setup = build_setup(config, kind, windows)
+    optimizer = make_optimizer(config.train, setup.total_steps)
+    state = init_train_state(setup.initial_params, optimizer, config.train.seed)
+    step = make_train_step(setup.loss_fn, optimizer, config.train)
+    chunk = make_train_chunk(step, config.train, data_mesh(), overfit_batch)
+    return state, chunk, setup.total_steps
+
+
 def load_windows(
     config: Config, episodes: Episodes | None = None, normalizer: Normalizer | None = None
 ) -> WindowDataset:
@@ -133,25 +148,16 @@ def train(
 
     episodes = load_episodes(config.data)
     windows = load_windows(config, episodes)
-    setup = build_setup(config, kind, windows)
-    train_config = config.train
-    optimizer = make_optimizer(train_config, setup.total_steps)
-    state = init_train_state(setup.initial_params, optimizer, train_config.seed)
+    state, chunk, total_steps = make_trainer(config, kind, windows, overfit_batch)
     if latest is not None:
         state, normalizer = restore_checkpoint(manager, latest, state, windows.normalizer)
         windows = load_windows(config, episodes, normalizer)  # the statistics the model saw
-    chunk = make_train_chunk(
-        make_train_step(setup.loss_fn, optimizer, train_config),
-        train_config,
-        data_mesh(),
-        overfit_batch,
-    )
     logger = MetricsLogger(run_dir, config, kind)
     start_step = int(state.step)
     summary = {"run_dir": str(run_dir), "kind": kind, "start_step": start_step}
     try:
         state = _loop(
-            state, chunk, windows, setup.total_steps, manager, config, kind, logger, show_progress
+            state, chunk, windows, total_steps, manager, config, kind, logger, show_progress
         )
     finally:
         logger.close()

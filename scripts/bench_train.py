@@ -22,15 +22,8 @@ from pathlib import Path
 import jax
 
 from planner.config import load_config
-from planner.diffusion.train import (
-    data_mesh,
-    init_train_state,
-    make_optimizer,
-    make_train_chunk,
-    make_train_step,
-)
 from planner.provenance import git_revision
-from planner.training import build_setup, load_windows
+from planner.training import load_windows, make_trainer
 
 REFERENCE_STEPS_PER_SECOND = 5.0  # PyTorch Diffuser, U-Maze, batch 32, this machine type (spec)
 CONFIGS = [f"configs/maze2d-{maze}.yaml" for maze in ("umaze", "medium", "large")]
@@ -40,12 +33,7 @@ def timed_chunk(config_path: str, overrides: list[str]):
     """(compiled chunk, state, windows, compile seconds) for a config."""
     config = load_config(config_path, ["train.batch_size=32", *overrides])
     windows = load_windows(config)
-    setup = build_setup(config, "diffusion", windows)
-    optimizer = make_optimizer(config.train, setup.total_steps)
-    state = init_train_state(setup.initial_params, optimizer, config.train.seed)
-    chunk = make_train_chunk(
-        make_train_step(setup.loss_fn, optimizer, config.train), config.train, data_mesh()
-    )
+    state, chunk, _ = make_trainer(config, "diffusion", windows)
     began = time.perf_counter()
     state, metrics = chunk(state, windows)  # first call: trace, lower, compile, run once
     jax.block_until_ready(metrics)
@@ -78,8 +66,7 @@ def bench_config(config_path: str, steps: int) -> dict:
 
 
 def bench_scan(config_path: str) -> dict:
-    overrides = ["train.steps_per_dispatch=2", "train.steps=2000000", "train.value_steps=200000"]
-    chunk, state, windows, first_call, _ = timed_chunk(config_path, overrides)
+    chunk, state, windows, first_call, _ = timed_chunk(config_path, ["train.steps_per_dispatch=2"])
     rates = steps_per_second(chunk, state, windows, 2, 1)
     return {
         "config": config_path,

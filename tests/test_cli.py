@@ -108,3 +108,21 @@ def test_generate_rejects_nonpositive_steps(steps, capsys):
     with pytest.raises(SystemExit):
         main(["data", "generate", "maze2d-umaze-v1", "--steps", steps])
     assert "must be a positive integer" in capsys.readouterr().err
+
+
+def test_only_planner_errors_are_turned_into_messages(monkeypatch, capsys):
+    from planner import cli
+    from planner.training import TrainingError
+
+    def fails_with(error):
+        def handler(args):
+            raise error
+
+        return handler
+
+    monkeypatch.setattr(cli, "_config_docs", fails_with(TrainingError("loss became nan")))
+    assert main(["config", "docs"]) == 2
+    assert "error: loss became nan" in capsys.readouterr().err
+    monkeypatch.setattr(cli, "_config_docs", fails_with(RuntimeError("a bug")))
+    with pytest.raises(RuntimeError, match="a bug"):
+        main(["config", "docs"])

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from planner.errors import PlannerError
+
 # Observation and action sizes of the D4RL tasks, keyed by the dataset-name prefix.
 TASK_DIMENSIONS: dict[str, tuple[int, int]] = {
     "maze2d": (4, 2),
@@ -23,7 +25,7 @@ TASK_DIMENSIONS: dict[str, tuple[int, int]] = {
 }
 
 
-class DatasetError(ValueError):
+class DatasetError(PlannerError, ValueError):
     """A dataset file or array that cannot be used; the message names the file and key."""
 
 

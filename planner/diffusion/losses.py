@@ -67,7 +67,8 @@ def make_diffusion_loss(
         target = noise if diffusion.predict_epsilon else batch.trajectories
         error = (predict(params, x_t, t) - target) ** 2 * jnp.where(mask, 0.0, weights)
         first_action = error[:, 0, :action_dim].mean() / jnp.maximum(weights[0, 0], 1e-8)
-        return error.mean(), {"loss": error.mean(), "first_action_loss": first_action}
+        mean_error = error.mean()
+        return mean_error, {"loss": mean_error, "first_action_loss": first_action}
 
     return loss
 
