@@ -16,6 +16,8 @@ from pathlib import Path
 import jax
 import yaml
 
+from planner.checkpoints import checkpoint_manager, read_record
+
 RESULTS = Path("results")
 
 
@@ -30,9 +32,9 @@ def main() -> None:
     figure = RESULTS / "figures" / f"{args.name}-curve.png"
     figure.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(args.run_dir / "training_curve.png", figure)
-    checkpoints = sorted(
-        int(p.name) for p in (args.run_dir / "checkpoints").iterdir() if p.name.isdigit()
-    )
+    manager = checkpoint_manager(args.run_dir)
+    checkpoints = sorted(manager.all_steps())
+    revision = read_record(manager, checkpoints[-1])["git_revision"]
     marks = [row for row in rows if row["step"] in {1000, 2000, 4000, rows[-1]["step"]}]
     lines = [
         f"# Training run: {args.run_dir.name}",
@@ -48,7 +50,8 @@ def main() -> None:
         f"`{config['data']['segmentation']}` segmentation), horizon {config['data']['horizon']}, "
         f"{config['diffusion']['n_diffusion_steps']} diffusion steps, batch {config['train']['batch_size']}, "
         f"lr {config['train']['learning_rate']}, training seed {config['train']['seed']}. "
-        f"Device: {jax.devices()[0].device_kind} ({platform.platform()}), one step per dispatch. "
+        f"Device: {jax.devices()[0].device_kind} ({platform.platform()}), one step per dispatch, "
+        f"git {revision}. "
         f"Checkpoints kept: steps {', '.join(map(str, checkpoints))}.",
         "",
         "| step | loss | first-action loss | wall time | steps/s so far (after compile) |",
