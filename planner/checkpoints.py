@@ -35,10 +35,11 @@ def checkpoint_manager(run_dir: str | Path) -> ocp.CheckpointManager:
     return ocp.CheckpointManager(Path(run_dir).absolute() / "checkpoints", options=options)
 
 
-def make_record(config: Config, kind: str, step: int) -> dict[str, Any]:
+def make_record(config: Config, kind: str, step: int, action_dim: int) -> dict[str, Any]:
     return {
         "kind": kind,
         "step": step,
+        "action_dim": action_dim,
         "config": config_to_dict(config),
         "git_revision": git_revision(),
     }

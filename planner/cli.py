@@ -4,6 +4,7 @@ planner data generate maze2d-umaze-v1 [--steps N] [--seed S] [--out FILE] [--dat
 planner data info PATH_OR_ID [--source ...] [--segmentation ...] [--plot FILE]
 planner train --config FILE [--set section.key=value ...] [--run-dir DIR] [--overfit-batch]
 planner train-value --config FILE [--set ...] [--run-dir DIR]
+planner plan --run RUN_DIR [--config FILE] [--set plan.key=value ...] [--start x,y] [--goal x,y]
 planner config show --config FILE [--set section.key=value ...] [--out FILE]
 planner config docs
 """
@@ -82,6 +83,16 @@ def build_parser() -> argparse.ArgumentParser:
         )
         trainer.set_defaults(handler=_train, kind=kind)
 
+    plan = commands.add_parser("plan", help="plan with a trained run, goals and constraints")
+    plan.add_argument("--run", required=True, type=Path, help="a `planner train` run directory")
+    plan.add_argument("--config", type=Path, help="a YAML file whose plan: section is used")
+    plan.add_argument("--set", action="append", default=[], metavar="plan.key=value")
+    plan.add_argument("--start", type=_point, help="x,y start position (at rest)")
+    plan.add_argument("--goal", type=_point, help="x,y goal position")
+    plan.add_argument("--step", type=int, help="checkpoint step (default: the latest)")
+    plan.add_argument("--out", type=Path, help="output directory (default: RUN/plans)")
+    plan.set_defaults(handler=_plan)
+
     config = commands.add_parser("config", help="inspect configs")
     config_commands = config.add_subparsers(required=True, metavar="action")
     show = config_commands.add_parser("show", help="print a fully resolved config")
@@ -94,11 +105,47 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _point(text: str) -> tuple[float, float]:
+    try:
+        x, y = (float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected x,y such as 3,1; got {text!r}") from None
+    return x, y
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer; got {text}")
     return value
+
+
+# --- planning --------------------------------------------------------------------------------
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from planner.planning.command import run_plan
+
+    summary = run_plan(args.run, args.config, args.set, args.start, args.goal, args.out, args.step)
+    print(
+        f"plan from {summary['start'][:2]} to {summary['goal']} "
+        f"({summary['n_candidates']} candidates, {summary['plan_seconds_including_compile']} s)"
+    )
+    for term in summary["terms"]:
+        print(
+            f"  {term['term']} ({term['type']}): energy {term['energy']:.4g}, "
+            f"weight {term['weight']:g}"
+        )
+    for constraint in summary["constraints"]:
+        state = "holds" if constraint["holds"] else f"VIOLATED by {constraint['violation']:.3f}"
+        print(f"  {constraint['term']} ({constraint['type']}): {state}")
+    print(
+        f"  ends {summary['final_distance_to_goal']:.2f} from the goal; "
+        f"{summary['steps_inside_walls']} steps inside walls"
+    )
+    out = Path(summary["out_dir"])
+    print(f"wrote {out / 'plan.png'}, {out / 'plan.json'}, {out / 'plan.npz'}")
+    return 0
 
 
 # --- data ------------------------------------------------------------------------------------

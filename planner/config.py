@@ -146,15 +146,57 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class PlanConfig:
-    """What `planner plan` is asked to do (read by `planner plan`)."""
+    """What `planner plan` is asked to do: conditions, energies and the sampler."""
 
     start: tuple[float, ...] | None = _field(
         None, "Start position (x, y) in D4RL coordinates; null = from the environment.", length=2
     )
     goal: tuple[float, ...] | None = _field(
-        None, "Goal position (x, y) in D4RL coordinates; null = the task's goal.", length=2
+        None,
+        "Goal position (x, y), inpainted at the last step with zero velocity; null = the task's "
+        "goal.",
+        length=2,
     )
+    waypoints: tuple[dict, ...] = _field(
+        (), "Hard waypoints: [{step: 40, position: [x, y]}], inpainted at that step."
+    )
+    constraints: tuple[dict, ...] = _field(
+        (),
+        "Constraint terms, e.g. [{type: circle, center: [2, 2], radius: 0.5, weight: 10}]; "
+        "types: circle, box, bounds, max_speed, pass_through (README).",
+    )
+    objectives: tuple[dict, ...] = _field(
+        (),
+        "Soft terms, e.g. [{type: goal, goal: [1, 1]}]; types: goal, smoothness, "
+        "action_magnitude, value (with run: VALUE_RUN_DIR).",
+    )
+    walls: Literal["select", "guide", "off"] = _field(
+        "select",
+        "Maze walls as a hard constraint: select = only to rank candidates, guide = also "
+        "guidance steps, off = ignored.",
+    )
+    horizon: int | None = _field(
+        None, "Plan length; null = the training horizon (a multiple of the U-Net's stride).", ge=1
+    )
+    method: Literal["ddpm", "ddim"] = _field("ddpm", "Sampler: ddpm (the reference) or ddim.")
+    n_steps: int | None = _field(None, "DDIM noise levels; null = every level.", ge=1)
+    eta: float = _field(0.0, "DDIM stochasticity (1 with every level = DDPM).", ge=0)
+    noise_scale: float = _field(1.0, "Multiplier of the per-step sampling noise.", ge=0)
+    corrector: Literal["none", "ula", "mala", "hmc"] = _field(
+        "none", "MCMC corrector at every level; mala needs an energy-parameterized model."
+    )
+    corrector_steps: int = _field(0, "Corrector steps per noise level.", ge=0)
+    corrector_step_size: float = _field(
+        0.1, "Corrector step size as a fraction of the level's noise variance.", gt=0
+    )
+    target_accept: float = _field(
+        0.57, "Acceptance rate the Metropolis step size adapts to.", gt=0, lt=1
+    )
+    leapfrog_steps: int = _field(3, "HMC leapfrog steps per corrector step.", ge=1)
     n_candidates: int = _field(1, "Plans sampled per query; the best one is returned.", ge=1)
+    select: Literal["energy", "value"] = _field(
+        "energy", "Pick the candidate with the lowest total energy, or the highest value."
+    )
     seed: int = _field(0, "Seed of the sampler.", ge=0)
 
 
@@ -213,7 +255,7 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> Config:
         raise ConfigError(f"{path}: the top level must be a mapping of sections")
     sections = {name: dict(_section(raw, name, str(path))) for name in raw}
     for override in overrides:
-        _apply_override(sections, override)
+        apply_override(sections, override)
     return config_from_dict(sections, str(path))
 
 
@@ -238,7 +280,7 @@ def _section(raw: Mapping[str, Any], name: str, source: str) -> Mapping[str, Any
     return value
 
 
-def _apply_override(sections: dict[str, dict[str, Any]], override: str) -> None:
+def apply_override(sections: dict[str, dict[str, Any]], override: str) -> None:
     source = f"--set {override}"
     key, sep, text = override.partition("=")
     section, dot, name = key.strip().partition(".")
@@ -299,6 +341,10 @@ def _coerce(value: Any, hint: Any, label: str) -> Any:
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{label} must be a list; got {value!r}")
         return tuple(_coerce(item, args[0], f"{label}[{i}]") for i, item in enumerate(value))
+    if hint is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{label} must be a mapping of key: value; got {value!r}")
+        return dict(value)
     if hint is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{label} must be true or false; got {value!r}")

@@ -207,7 +207,8 @@ def _loop(
                 logger.log(step, since_last_row, rate)
                 since_last_row = []
             if step % train_config.checkpoint_every == 0 or step == total_steps:
-                save_checkpoint(manager, state, windows.normalizer, make_record(config, kind, step))
+                record = make_record(config, kind, step, windows.action_dim)
+                save_checkpoint(manager, state, windows.normalizer, record)
     return state
 
 

@@ -1,0 +1,123 @@
+"""The model side of a sampler: a noise prediction and, for energy models, a scalar energy.
+
+A :class:`Denoiser` works in the normalized space of its training data:
+``noise(x [B, H, D], t [B]) -> ε̂ [B, H, D]`` and, when energy-parameterized,
+``energy(x, t) -> [B]`` with ``grad_x energy = noise``. At level ``t`` the model's density is
+``p_t(x) ∝ exp(-energy(x, t) / σ_t)`` with ``σ_t = sqrt(1 - ᾱ_t)``, so its score is ``-ε̂ / σ_t``.
+
+Several trained models compose into one denoiser:
+
+- :func:`combine`: ``ε = Σ w_i ε_i``, the product of the models' distributions for positive
+  weights summing to one; :func:`negate` and :func:`classifier_free` are combinations with one
+  negative weight. Score and energy models alike.
+- :func:`mix`: the mixture ``E = -σ_t logsumexp(-E_i / σ_t)``, energy models only (a mixture needs
+  each model's normalized density, which a score does not give).
+
+Composed models must share the transition layout and the noise schedule (same number of levels);
+the sampler also uses one normalizer for all of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from planner.diffusion.schedule import Schedule
+
+NoiseFn = Callable[[Any, jax.Array, jax.Array], jax.Array]
+ModelEnergyFn = Callable[[Any, jax.Array, jax.Array], jax.Array]
+
+
+class Denoiser(struct.PyTreeNode):
+    """``params`` (array leaves) plus static functions of ``(params, x, t)``."""
+
+    params: Any
+    noise_fn: NoiseFn = struct.field(pytree_node=False)
+    energy_fn: ModelEnergyFn | None = struct.field(pytree_node=False, default=None)
+
+    @property
+    def has_energy(self) -> bool:
+        return self.energy_fn is not None
+
+    def noise(self, x: jax.Array, t: jax.Array) -> jax.Array:
+        return self.noise_fn(self.params, x, t)
+
+    def energy(self, x: jax.Array, t: jax.Array) -> jax.Array:
+        if self.energy_fn is None:
+            raise ValueError("this denoiser is score-parameterized; it has no energy")
+        return self.energy_fn(self.params, x, t)
+
+
+def network_denoiser(
+    params: Any,
+    predict: NoiseFn,
+    schedule: Schedule,
+    predict_epsilon: bool,
+    energy: ModelEnergyFn | None = None,
+) -> Denoiser:
+    """A trained network as a :class:`Denoiser`. ``predict(params, x, t)`` is the network's
+    prediction: the noise if ``predict_epsilon``, else the clean trajectory, converted to the
+    noise it implies. ``energy`` is the scalar energy of energy-parameterized networks."""
+    if predict_epsilon:
+        return Denoiser(params, predict, energy)
+    root_alpha = schedule.sqrt_alphas_cumprod
+    root_one_minus = schedule.sqrt_one_minus_alphas_cumprod
+
+    def noise_from_clean(params: Any, x: jax.Array, t: jax.Array) -> jax.Array:
+        clean = predict(params, x, t)
+        return (x - root_alpha[t][:, None, None] * clean) / root_one_minus[t][:, None, None]
+
+    return Denoiser(params, noise_from_clean, None)
+
+
+def combine(denoisers: Sequence[Denoiser], weights: Sequence[float]) -> Denoiser:
+    """``ε = Σ w_i ε_i`` (and ``E = Σ w_i E_i`` when every model has an energy)."""
+    if len(denoisers) != len(weights) or not denoisers:
+        raise ValueError(f"need one weight per model; got {len(denoisers)} and {len(weights)}")
+    parts = tuple(
+        (d.noise_fn, d.energy_fn, float(w)) for d, w in zip(denoisers, weights, strict=True)
+    )
+
+    def noise(params: tuple, x: jax.Array, t: jax.Array) -> jax.Array:
+        return sum(w * fn(p, x, t) for (fn, _, w), p in zip(parts, params, strict=True))
+
+    def energy(params: tuple, x: jax.Array, t: jax.Array) -> jax.Array:
+        return sum(w * fn(p, x, t) for (_, fn, w), p in zip(parts, params, strict=True))
+
+    all_energy = all(d.has_energy for d in denoisers)
+    return Denoiser(tuple(d.params for d in denoisers), noise, energy if all_energy else None)
+
+
+def negate(positive: Denoiser, negative: Denoiser, strength: float) -> Denoiser:
+    """``(1 + λ) ε_1 - λ ε_2``: sample like ``positive`` but away from ``negative``."""
+    return combine([positive, negative], [1.0 + strength, -strength])
+
+
+def classifier_free(conditional: Denoiser, unconditional: Denoiser, guidance: float) -> Denoiser:
+    """Classifier-free guidance, ``ε_u + (1 + w)(ε_c - ε_u)``: ``w = 0`` is the conditional
+    model alone; larger ``w`` follows the condition more closely."""
+    return negate(conditional, unconditional, guidance)
+
+
+def mix(denoisers: Sequence[Denoiser], schedule: Schedule) -> Denoiser:
+    """The equal-weight mixture of energy models: ``E = -σ_t logsumexp(-E_i / σ_t)``."""
+    if not denoisers or not all(d.has_energy for d in denoisers):
+        raise ValueError(
+            "a mixture needs energy-parameterized models (diffusion.parameterization: energy); "
+            "score models support only weighted sums and negation"
+        )
+    energies = tuple(d.energy_fn for d in denoisers)
+    sigma = schedule.sqrt_one_minus_alphas_cumprod
+
+    def energy(params: tuple, x: jax.Array, t: jax.Array) -> jax.Array:
+        stacked = jnp.stack([fn(p, x, t) for fn, p in zip(energies, params, strict=True)])
+        return -sigma[t] * jax.nn.logsumexp(-stacked / sigma[t], axis=0)
+
+    def noise(params: tuple, x: jax.Array, t: jax.Array) -> jax.Array:
+        return jax.grad(lambda y: energy(params, y, t).sum())(x)
+
+    return Denoiser(tuple(d.params for d in denoisers), noise, energy)

@@ -1,0 +1,382 @@
+"""Jitted guided samplers: one ``lax.scan`` over noise levels inside one ``jit``.
+
+``sample(key, spec, schedule, denoiser, terms, normalizer, mask, values, warm_start=None)``
+draws ``B`` trajectories ``[B, H, D]`` (normalized) from the denoiser composed with energy terms:
+
+- ``ddpm``: ancestral sampling with Diffuser's semantics: guidance steps on ``x_t`` before the
+  model is evaluated, the clean estimate clipped to [-1, 1], the posterior mean plus noise (none at
+  the last step), and the hard conditions re-imposed after every step.
+- ``ddim``: ``n_steps`` evenly spaced levels with stochasticity ``eta`` (1 with every level is
+  DDPM in distribution).
+- correctors (``ula``, ``mala``, ``hmc``): ``corrector_steps`` MCMC steps at every intermediate
+  level on ``log p_t(x) - Σ w_k E_k(x)``. The step size is ``corrector_step_size · σ_t²``; MALA and
+  Metropolis-adjusted HMC adapt it toward ``target_accept``. Metropolis tests need the model's
+  energy, so score models get ULA and unadjusted HMC only.
+- warm start: a previous plan is re-noised to ``start_level`` and denoised from there.
+
+Energy terms see trajectories in environment units (``normalizer.unnormalize``); ``noisy`` terms
+guide ``x_t`` before the model call and ``denoised`` terms guide the clean estimate after it. Shapes
+and ``spec`` are static, everything else is an argument: new goals, obstacle positions, weights or
+parameters reuse the compiled sampler.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from planner.data.normalize import Normalizer
+from planner.diffusion.conditioning import impose
+from planner.diffusion.denoisers import Denoiser
+from planner.diffusion.schedule import Schedule, add_noise, start_from_noise
+from planner.energies.base import Term, guidance_gradient
+
+MIN_VARIANCE = 1e-20  # Diffuser clips the log posterior variance at this value
+
+
+@dataclass(frozen=True)
+class SamplerSpec:
+    """Static sampler settings (hashable: a change compiles a new sampler)."""
+
+    method: Literal["ddpm", "ddim"] = "ddpm"
+    n_steps: int | None = None  # DDIM levels; None = every level
+    eta: float = 0.0  # DDIM stochasticity
+    noise_scale: float = 1.0  # multiplies the per-step noise (1 = the reference)
+    clip_denoised: bool = True
+    corrector: Literal["none", "ula", "mala", "hmc"] = "none"
+    corrector_steps: int = 0
+    corrector_step_size: float = 0.1  # fraction of the level's noise variance
+    target_accept: float = 0.57
+    leapfrog_steps: int = 3
+    start_level: int | None = None  # warm start level; None = start from pure noise
+
+    def replace(self, **changes) -> SamplerSpec:
+        return dataclasses.replace(self, **changes)
+
+
+class SampleResult(struct.PyTreeNode):
+    """``trajectories`` [B, H, D] normalized; ``acceptance`` [B] mean Metropolis acceptance of the
+    corrector (1 where nothing was tested); ``evaluations`` network calls per trajectory."""
+
+    trajectories: jax.Array
+    acceptance: jax.Array
+    evaluations: int = struct.field(pytree_node=False)
+
+
+def sampling_levels(spec: SamplerSpec, n_levels: int) -> np.ndarray:
+    """The descending noise levels the sampler visits, from the start level down to 0."""
+    start = n_levels - 1 if spec.start_level is None else spec.start_level
+    if not 0 <= start < n_levels:
+        raise ValueError(f"start_level must be in [0, {n_levels - 1}]; got {start}")
+    if spec.method == "ddpm":
+        return np.arange(start, -1, -1)
+    count = start + 1 if spec.n_steps is None else min(spec.n_steps, start + 1)
+    return np.unique(np.round(np.linspace(0, start, count)).astype(np.int32))[::-1]
+
+
+def network_evaluations(spec: SamplerSpec, n_levels: int) -> int:
+    """Denoiser calls per trajectory (the compute that samplers are compared at)."""
+    levels = len(sampling_levels(spec, n_levels))
+    per_corrector_step = spec.leapfrog_steps if spec.corrector == "hmc" else 1
+    corrected = (levels - 1) * spec.corrector_steps * per_corrector_step
+    return levels + (corrected if spec.corrector != "none" else 0)
+
+
+def validate_spec(spec: SamplerSpec, denoiser: Denoiser) -> None:
+    """Refuse settings the denoiser cannot support, before anything is compiled."""
+    if spec.method not in ("ddpm", "ddim"):
+        raise ValueError(f"sampler method must be ddpm or ddim; got {spec.method!r}")
+    if spec.corrector not in ("none", "ula", "mala", "hmc"):
+        raise ValueError(f"corrector must be none, ula, mala or hmc; got {spec.corrector!r}")
+    if spec.corrector == "mala" and not denoiser.has_energy:
+        raise ValueError(
+            "MALA's Metropolis test needs an energy-parameterized model "
+            "(diffusion.parameterization: energy); use ula or hmc with a score model"
+        )
+
+
+# --- schedule coefficients at arbitrary levels ------------------------------------------------
+
+
+def _alpha_bar(schedule: Schedule, t: jax.Array) -> jax.Array:
+    """``ᾱ_t`` with ``ᾱ_{-1} = 1`` (the clean data)."""
+    return jnp.where(t >= 0, schedule.alphas_cumprod[jnp.maximum(t, 0)], 1.0)
+
+
+def _posterior_variance(schedule: Schedule, t: jax.Array) -> jax.Array:
+    """Variance of ``q(x_{t-1} | x_t, x_0)``, Diffuser's ``posterior_variance``."""
+    return schedule.betas[t] * (1.0 - _alpha_bar(schedule, t - 1)) / (1.0 - _alpha_bar(schedule, t))
+
+
+# --- one reverse step -------------------------------------------------------------------------
+
+
+def _guide(
+    x: jax.Array,
+    terms: Sequence[Term],
+    t: jax.Array,
+    normalizer: Normalizer,
+    variance: jax.Array,
+    mask: jax.Array,
+    values: jax.Array,
+) -> jax.Array:
+    """Gradient steps ``x <- x - c_k grad E_k`` for the terms' guidance schedules, conditions
+    re-imposed after each (Diffuser's ``n_step_guided_p_sample``)."""
+    for step in range(max((term.n_guide_steps for term in terms), default=0)):
+        x = x - guidance_gradient(terms, x, t, step, normalizer, variance)
+        x = impose(x, mask, values)
+    return x
+
+
+def _clean_estimate(
+    spec: SamplerSpec,
+    schedule: Schedule,
+    denoiser: Denoiser,
+    terms: Sequence[Term],
+    normalizer: Normalizer,
+    x: jax.Array,
+    t: jax.Array,
+    mask: jax.Array,
+    values: jax.Array,
+) -> tuple[jax.Array, jax.Array]:
+    """``(x_t, x̂0)`` after noisy guidance, the model call and denoised guidance."""
+    batch = jnp.full((x.shape[0],), t)
+    variance = _posterior_variance(schedule, t)
+    noisy = [term for term in terms if term.on == "noisy"]
+    denoised = [term for term in terms if term.on == "denoised"]
+    x = _guide(x, noisy, t, normalizer, variance, mask, values)
+    clean = start_from_noise(schedule, x, batch, denoiser.noise(x, batch))
+    if spec.clip_denoised:
+        clean = jnp.clip(clean, -1.0, 1.0)
+    clean = _guide(clean, denoised, t, normalizer, variance, mask, values)
+    return x, clean
+
+
+def _ddpm_update(
+    spec: SamplerSpec, schedule: Schedule, x: jax.Array, clean: jax.Array, t: jax.Array, key
+) -> jax.Array:
+    alpha_bar, alpha_bar_prev = _alpha_bar(schedule, t), _alpha_bar(schedule, t - 1)
+    beta = schedule.betas[t]
+    mean = (
+        beta * jnp.sqrt(alpha_bar_prev) * clean + (1 - alpha_bar_prev) * jnp.sqrt(1 - beta) * x
+    ) / (1 - alpha_bar)
+    std = jnp.sqrt(jnp.maximum(_posterior_variance(schedule, t), MIN_VARIANCE))
+    noise = jax.random.normal(key, x.shape) * spec.noise_scale
+    return mean + jnp.where(t > 0, std, 0.0) * noise
+
+
+def _ddim_update(
+    spec: SamplerSpec,
+    schedule: Schedule,
+    x: jax.Array,
+    clean: jax.Array,
+    t: jax.Array,
+    t_prev: jax.Array,
+    key,
+) -> jax.Array:
+    alpha_bar, alpha_bar_prev = _alpha_bar(schedule, t), _alpha_bar(schedule, t_prev)
+    noise_estimate = (x - jnp.sqrt(alpha_bar) * clean) / jnp.sqrt(1 - alpha_bar)
+    sigma = spec.eta * jnp.sqrt(
+        (1 - alpha_bar_prev) / (1 - alpha_bar) * (1 - alpha_bar / alpha_bar_prev)
+    )
+    direction = jnp.sqrt(jnp.maximum(1 - alpha_bar_prev - sigma**2, 0.0)) * noise_estimate
+    noise = jax.random.normal(key, x.shape) * spec.noise_scale
+    return jnp.sqrt(alpha_bar_prev) * clean + direction + sigma * noise
+
+
+# --- MCMC correctors --------------------------------------------------------------------------
+
+
+def _corrector_target(
+    denoiser: Denoiser, terms: Sequence[Term], normalizer: Normalizer, sigma: jax.Array, t
+):
+    """``log_density_and_score(x) -> (log π [B] or None, ∇ log π [B, H, D])`` of the target
+    ``π(x) ∝ p_t(x) exp(-Σ w_k E_k(x))``; the log density exists only for energy models."""
+
+    def term_energy(x_one: jax.Array) -> jax.Array:
+        trajectory = normalizer.unnormalize(x_one)
+        return sum((term.weight * term.energy(trajectory, t) for term in terms), jnp.float32(0.0))
+
+    def levels(x: jax.Array) -> jax.Array:
+        return jnp.full((x.shape[0],), t)
+
+    if not denoiser.has_energy:
+
+        def score_only(x: jax.Array) -> tuple[None, jax.Array]:
+            return None, -denoiser.noise(x, levels(x)) / sigma - jax.vmap(jax.grad(term_energy))(x)
+
+        return score_only
+
+    def log_density(x: jax.Array) -> jax.Array:
+        return -denoiser.energy(x, levels(x)) / sigma - jax.vmap(term_energy)(x)
+
+    def with_score(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        values, pullback = jax.vjp(log_density, x)
+        return values, pullback(jnp.ones_like(values))[0]
+
+    return with_score
+
+
+def _metropolis(key, log_ratio: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(accepted [B] bool, acceptance probability [B])`` for log acceptance ratios [B]."""
+    probability = jnp.exp(jnp.minimum(log_ratio, 0.0))
+    return jax.random.uniform(key, log_ratio.shape) < probability, probability
+
+
+def _per_sample(values: jax.Array) -> jax.Array:
+    return values[:, None, None]
+
+
+def _correct(
+    spec: SamplerSpec,
+    denoiser: Denoiser,
+    terms: Sequence[Term],
+    normalizer: Normalizer,
+    schedule: Schedule,
+    x: jax.Array,
+    t: jax.Array,
+    log_step: jax.Array,
+    mask: jax.Array,
+    values: jax.Array,
+    key,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """``corrector_steps`` MCMC steps at level ``t`` on the free (unconditioned) entries.
+
+    Returns ``(x, log_step [B], mean acceptance probability [B])``; ``log_step`` is each chain's
+    log step-size multiplier, adapted toward ``target_accept`` when a Metropolis test runs.
+    """
+    sigma = jnp.sqrt(1.0 - _alpha_bar(schedule, t))
+    target = _corrector_target(denoiser, terms, normalizer, sigma, t)
+    free = jnp.logical_not(mask).astype(x.dtype)
+    metropolis = denoiser.has_energy and spec.corrector in ("mala", "hmc")
+    adaptation = 0.1  # step of the log step size per unit of acceptance error
+
+    def langevin(x, log_step, key):
+        step = _per_sample(spec.corrector_step_size * sigma**2 * jnp.exp(log_step))
+        noise_key, accept_key = jax.random.split(key)
+        log_p, score = target(x)
+        proposal = x + free * (
+            0.5 * step * score + jnp.sqrt(step) * jax.random.normal(noise_key, x.shape)
+        )
+        if not metropolis:
+            return proposal, jnp.ones(x.shape[0])
+        log_p_new, score_new = target(proposal)
+        forward = jnp.sum(free * (proposal - x - 0.5 * step * score) ** 2, axis=(1, 2))
+        backward = jnp.sum(free * (x - proposal - 0.5 * step * score_new) ** 2, axis=(1, 2))
+        log_ratio = log_p_new - log_p + (forward - backward) / (2 * step[:, 0, 0])
+        accepted, probability = _metropolis(accept_key, log_ratio)
+        return jnp.where(_per_sample(accepted), proposal, x), probability
+
+    def hamiltonian(x, log_step, key):
+        step = _per_sample(jnp.sqrt(spec.corrector_step_size * sigma**2 * jnp.exp(log_step)))
+        momentum_key, accept_key = jax.random.split(key)
+        momentum = free * jax.random.normal(momentum_key, x.shape)
+        log_p, score = target(x)
+        position, velocity = x, momentum + 0.5 * step * score
+        for leap in range(spec.leapfrog_steps):
+            position = position + free * step * velocity
+            log_p_new, score_new = target(position)
+            last = leap == spec.leapfrog_steps - 1
+            velocity = velocity + (0.5 if last else 1.0) * step * score_new
+        if not metropolis:
+            return position, jnp.ones(x.shape[0])
+        kinetic = lambda v: 0.5 * jnp.sum(free * v**2, axis=(1, 2))  # noqa: E731
+        log_ratio = log_p_new - log_p + kinetic(momentum) - kinetic(velocity)
+        accepted, probability = _metropolis(accept_key, log_ratio)
+        return jnp.where(_per_sample(accepted), position, x), probability
+
+    move = hamiltonian if spec.corrector == "hmc" else langevin
+
+    def one_step(carry, key):
+        x, log_step, acceptance = carry
+        x, probability = move(x, log_step, key)
+        if metropolis:
+            log_step = log_step + adaptation * (probability - spec.target_accept)
+        return (impose(x, mask, values), log_step, acceptance + probability), None
+
+    keys = jax.random.split(key, spec.corrector_steps)
+    start = (x, log_step, jnp.zeros(x.shape[0]))
+    (x, log_step, acceptance), _ = jax.lax.scan(one_step, start, keys)
+    return x, log_step, acceptance / spec.corrector_steps
+
+
+# --- the sampler ------------------------------------------------------------------------------
+
+
+@functools.partial(jax.jit, static_argnames=("spec",))
+def sample(
+    key: jax.Array,
+    spec: SamplerSpec,
+    schedule: Schedule,
+    denoiser: Denoiser,
+    terms: tuple[Term, ...],
+    normalizer: Normalizer,
+    mask: jax.Array,
+    values: jax.Array,
+    warm_start: jax.Array | None = None,
+) -> SampleResult:
+    """``B`` trajectories from the composed model (see the module docstring).
+
+    ``mask`` [1, H, D] bool and ``values`` [B, H, D] (normalized) are the hard conditions;
+    ``warm_start`` [B, H, D] (normalized) is a previous plan to re-noise to ``spec.start_level``.
+    """
+    levels = sampling_levels(spec, schedule.n_steps)
+    previous = np.append(levels[1:], -1).astype(np.int32)
+    init_key, loop_key = jax.random.split(key)
+    noise = jax.random.normal(init_key, values.shape)
+    if warm_start is None:
+        x = noise
+    else:
+        x = add_noise(schedule, warm_start, jnp.full((values.shape[0],), levels[0]), noise)
+    x = impose(x, mask, values)
+    correcting = spec.corrector != "none" and spec.corrector_steps > 0
+
+    def body(carry, inputs):
+        x, log_step, acceptance = carry
+        t, t_prev, step_key = inputs
+        update_key, corrector_key = jax.random.split(step_key)
+        x, clean = _clean_estimate(spec, schedule, denoiser, terms, normalizer, x, t, mask, values)
+        if spec.method == "ddpm":
+            x = _ddpm_update(spec, schedule, x, clean, t, update_key)
+        else:
+            x = _ddim_update(spec, schedule, x, clean, t, t_prev, update_key)
+        x = impose(x, mask, values)
+        if correcting:
+            level = jnp.maximum(t_prev, 0)
+            corrected, new_log_step, accepted = _correct(
+                spec,
+                denoiser,
+                terms,
+                normalizer,
+                schedule,
+                x,
+                level,
+                log_step,
+                mask,
+                values,
+                corrector_key,
+            )
+            final = t_prev < 0  # the clean sample has no level left to correct at
+            x = jnp.where(final, x, corrected)
+            log_step = jnp.where(final, log_step, new_log_step)
+            acceptance = acceptance + jnp.where(final, 0.0, accepted)
+        return (x, log_step, acceptance), None
+
+    batch = values.shape[0]
+    keys = jax.random.split(loop_key, len(levels))
+    start = (x, jnp.zeros(batch), jnp.zeros(batch))
+    (x, _, acceptance), _ = jax.lax.scan(body, start, (levels.astype(np.int32), previous, keys))
+    corrected_levels = len(levels) - 1 if correcting else 0
+    return SampleResult(
+        trajectories=x,
+        acceptance=acceptance / corrected_levels if corrected_levels else jnp.ones(batch),
+        evaluations=network_evaluations(spec, schedule.n_steps),
+    )

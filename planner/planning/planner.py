@@ -1,0 +1,214 @@
+"""A planner: a denoiser, hard conditions, energy terms and a sampler, behind one call.
+
+``Planner.plan(key, start [Q, O], goal [Q, P])`` samples ``N`` candidates for each of ``Q``
+queries in one jitted call, scores every candidate with every term, and picks the best per query
+(lowest total energy, or highest value). All arrays in and out are in environment units.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from planner.config import PlanConfig
+from planner.data.normalize import Normalizer
+from planner.diffusion.denoisers import Denoiser
+from planner.diffusion.samplers import SamplerSpec, sample, validate_spec
+from planner.diffusion.schedule import Schedule
+from planner.energies.base import Term, hard_terms, term_energies, violations
+from planner.energies.terms import (
+    CONSTRAINT_TYPES,
+    OBJECTIVE_TYPES,
+    Layout,
+    terms_from_specs,
+    value_term,
+)
+from planner.planning.run import TrainedRun
+
+DEFAULT_SPEC = SamplerSpec()
+
+
+@dataclass(frozen=True)
+class Plans:
+    """``Q`` queries × ``N`` candidates, environment units.
+
+    ``trajectories`` [Q, N, H, D]; ``energies`` [Q, N, K] unweighted per term (``term_names``);
+    ``total`` [Q, N] weighted sum; ``violations`` [Q, N, C] per hard term (``hard_names``), 0 where
+    it holds; ``best`` [Q] the chosen candidate; ``acceptance`` [Q, N] corrector acceptance.
+    """
+
+    trajectories: np.ndarray
+    energies: np.ndarray
+    total: np.ndarray
+    violations: np.ndarray
+    best: np.ndarray
+    acceptance: np.ndarray
+    term_names: tuple[str, ...]
+    hard_names: tuple[str, ...]
+
+    @property
+    def chosen(self) -> np.ndarray:
+        """``[Q, H, D]`` the selected plan of each query."""
+        return self.trajectories[np.arange(len(self.best)), self.best]
+
+
+def sampler_spec(
+    plan: PlanConfig, clip_denoised: bool, start_level: int | None = None
+) -> SamplerSpec:
+    """The sampler settings of a ``plan`` config section."""
+    return SamplerSpec(
+        method=plan.method,
+        n_steps=plan.n_steps,
+        eta=plan.eta,
+        noise_scale=plan.noise_scale,
+        clip_denoised=clip_denoised,
+        corrector=plan.corrector,
+        corrector_steps=plan.corrector_steps,
+        corrector_step_size=plan.corrector_step_size,
+        target_accept=plan.target_accept,
+        leapfrog_steps=plan.leapfrog_steps,
+        start_level=start_level,
+    )
+
+
+def inpainting(
+    layout: Layout,
+    horizon: int,
+    normalizer: Normalizer,
+    start: np.ndarray,
+    goal: np.ndarray | None = None,
+    waypoints: Sequence[tuple[int, Sequence[float]]] = (),
+) -> tuple[jax.Array, jax.Array]:
+    """Hard conditions ``(mask [1, H, D], values [Q, H, D] normalized)``: the whole observation
+    at step 0 is ``start`` [Q, O]; at the last step the position is ``goal`` [Q, P] with zero
+    velocity; each waypoint ``(step, position [P])`` fixes the position at ``step``."""
+    start = np.atleast_2d(np.asarray(start, np.float32))
+    queries = start.shape[0]
+    dim = layout.action_dim + layout.observation_dim
+    mask = np.zeros((1, horizon, dim), bool)
+    values = np.zeros((queries, horizon, dim), np.float32)
+    observation = slice(layout.action_dim, dim)
+    mask[0, 0, observation] = True
+    values[:, 0, observation] = start
+    position, velocity = list(layout.position_columns), list(layout.velocity_columns)
+    if goal is not None:
+        mask[0, -1, position + velocity] = True
+        values[:, -1, position] = np.atleast_2d(goal)
+    for step, point in waypoints:
+        if not -horizon <= step < horizon:
+            raise ValueError(f"waypoint step {step} is outside the plan's {horizon} steps")
+        mask[0, step, position] = True
+        values[:, step, position] = point
+    normalized = np.asarray(normalizer.normalize(values))
+    return jnp.asarray(mask), jnp.asarray(np.where(mask, normalized, 0.0), jnp.float32)
+
+
+def shift_plan(plan: np.ndarray, executed: int) -> np.ndarray:
+    """A previous plan ``[..., H, D]`` advanced by ``executed`` steps, the last row repeated to
+    keep its length: the warm start of the next plan."""
+    tail = np.repeat(plan[..., -1:, :], executed, axis=-2)
+    return np.concatenate([plan[..., executed:, :], tail], axis=-2)
+
+
+@jax.jit
+def _score(terms: tuple[Term, ...], trajectories: jax.Array) -> tuple[jax.Array, jax.Array]:
+    return term_energies(terms, trajectories), violations(terms, trajectories)
+
+
+class Planner:
+    """Samples plans from ``denoiser`` composed with ``terms``; see the module docstring."""
+
+    def __init__(
+        self,
+        denoiser: Denoiser,
+        schedule: Schedule,
+        normalizer: Normalizer,
+        layout: Layout,
+        horizon: int,
+        spec: SamplerSpec = DEFAULT_SPEC,
+        terms: Sequence[Term] = (),
+        select: str = "energy",
+    ):
+        validate_spec(spec, denoiser)
+        if select not in ("energy", "value"):
+            raise ValueError(f"select must be energy or value; got {select!r}")
+        if select == "value" and not any(term.name == "value" for term in terms):
+            raise ValueError("select: value needs a value objective ({type: value, run: ...})")
+        self.denoiser = denoiser
+        self.schedule = schedule
+        self.normalizer = normalizer
+        self.layout = layout
+        self.horizon = horizon
+        self.spec = spec
+        self.terms = tuple(terms)
+        self.select = select
+
+    def plan(
+        self,
+        key: jax.Array,
+        start: np.ndarray,
+        goal: np.ndarray | None = None,
+        n_candidates: int = 1,
+        waypoints: Sequence[tuple[int, Sequence[float]]] = (),
+        warm_start: np.ndarray | None = None,
+    ) -> Plans:
+        """Plans for ``Q`` queries: ``start`` [Q, O], ``goal`` [Q, P] or None, ``warm_start``
+        [Q, H, D] a previous plan (already shifted) when ``spec.start_level`` is set."""
+        mask, values = inpainting(
+            self.layout, self.horizon, self.normalizer, start, goal, waypoints
+        )
+        queries = values.shape[0]
+        values = jnp.repeat(values, n_candidates, axis=0)
+        initial = None
+        if warm_start is not None:
+            normalized = self.normalizer.normalize(jnp.asarray(warm_start, jnp.float32))
+            initial = jnp.repeat(normalized, n_candidates, axis=0)
+        result = sample(
+            key, self.spec, self.schedule, self.denoiser, self.terms, self.normalizer,
+            mask, values, initial,
+        )  # fmt: skip
+        trajectories = self.normalizer.unnormalize(result.trajectories)
+        energies, violated = _score(self.terms, trajectories)
+        weights = np.array([float(term.weight) for term in self.terms], np.float32)
+        energies, violated = np.asarray(energies), np.asarray(violated)
+        total = energies @ weights if len(weights) else np.zeros(len(energies), np.float32)
+        names = tuple(term.name for term in self.terms)
+        ranking = energies[:, names.index("value")] if self.select == "value" else total
+
+        def per_query(array: np.ndarray) -> np.ndarray:
+            return array.reshape(queries, n_candidates, *array.shape[1:])
+
+        return Plans(
+            trajectories=per_query(np.asarray(trajectories)),
+            energies=per_query(energies),
+            total=per_query(total),
+            violations=per_query(violated),
+            best=np.argmin(per_query(ranking), axis=1),
+            acceptance=per_query(np.asarray(result.acceptance)),
+            term_names=names,
+            hard_names=tuple(term.name for term in hard_terms(self.terms)),
+        )
+
+
+def terms_from_config(
+    plan: PlanConfig, layout: Layout, value_runs: Mapping[str, TrainedRun] | None = None
+) -> list[Term]:
+    """The constraint and objective terms of a ``plan`` section. A ``value`` objective names a
+    value run directory (``run: DIR``); ``value_runs`` maps each such name to its loaded run."""
+    value_runs = value_runs or {}
+
+    def value(layout: Layout, run: str, **guidance) -> Term:
+        if run not in value_runs:
+            raise ValueError(f"value run {run!r} is not loaded")
+        loaded = value_runs[run]
+        return value_term(loaded.value_apply(), loaded.params, loaded.normalizer, **guidance)
+
+    objective_types = {**OBJECTIVE_TYPES, "value": value}
+    return [
+        *terms_from_specs(plan.constraints, layout, CONSTRAINT_TYPES, "plan.constraints"),
+        *terms_from_specs(plan.objectives, layout, objective_types, "plan.objectives"),
+    ]

@@ -1,0 +1,103 @@
+"""Load a trained run for planning: its config, EMA parameters, normalizer and layout."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+
+from planner.checkpoints import CheckpointError, checkpoint_manager, read_record
+from planner.config import Config, config_from_dict
+from planner.data.episodes import expected_dimensions
+from planner.data.normalize import Normalizer
+from planner.diffusion.denoisers import Denoiser, network_denoiser
+from planner.diffusion.schedule import Schedule, cosine_schedule
+from planner.energies.terms import Layout
+from planner.models.denoiser import make_energy_fn, make_predict_fn, make_unet
+from planner.models.value import ValueNet
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    """A checkpoint ready to plan with. ``params`` are the EMA parameters (what Diffuser
+    samples with); ``kind`` is ``diffusion`` or ``value``."""
+
+    run_dir: Path
+    config: Config
+    kind: str
+    step: int
+    params: Any
+    normalizer: Normalizer
+    layout: Layout
+
+    @property
+    def schedule(self) -> Schedule:
+        return cosine_schedule(self.config.diffusion.n_diffusion_steps)
+
+    @property
+    def transition_dim(self) -> int:
+        return self.layout.action_dim + self.layout.observation_dim
+
+    def denoiser(self) -> Denoiser:
+        """The diffusion model as a :class:`Denoiser` (diffusion runs only)."""
+        if self.kind != "diffusion":
+            raise CheckpointError(f"{self.run_dir}: holds a {self.kind} model, not a diffusion one")
+        config = self.config
+        unet = make_unet(config, self.transition_dim)
+        energy = None
+        if config.diffusion.parameterization == "energy":
+            energy = make_energy_fn(unet, config.diffusion.energy_form)
+        return network_denoiser(
+            self.params,
+            make_predict_fn(unet, config),
+            self.schedule,
+            config.diffusion.predict_epsilon,
+            energy,
+        )
+
+    def value_apply(self):
+        """``apply(params, x [B, H, D], t [B]) -> [B]`` of a value run."""
+        if self.kind != "value":
+            raise CheckpointError(f"{self.run_dir}: holds a {self.kind} model, not a value model")
+        model = self.config.model
+        return ValueNet(model.dim, model.dim_mults, model.kernel_size, model.attention).apply
+
+
+def load_run(run_dir: str | Path, step: int | None = None) -> TrainedRun:
+    """The checkpoint at ``step`` (default: the latest) of a training run directory."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "checkpoints").is_dir():
+        raise CheckpointError(
+            f"{run_dir}: not a training run (no checkpoints/ directory); train one with "
+            f"`planner train --config FILE --run-dir {run_dir}`"
+        )
+    manager = checkpoint_manager(run_dir)
+    steps = manager.all_steps()
+    if not steps:
+        raise CheckpointError(f"{run_dir}: has no finished checkpoint yet")
+    step = max(steps) if step is None else step
+    if step not in steps:
+        raise CheckpointError(f"{run_dir}: no checkpoint at step {step}; saved: {sorted(steps)}")
+    record = read_record(manager, step)
+    config = config_from_dict(record["config"], f"{run_dir}/checkpoints/{step}")
+    restored = manager.restore(
+        step,
+        args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(), normalizer=ocp.args.StandardRestore()
+        ),
+    )
+    normalizer = Normalizer(**{k: jnp.asarray(v) for k, v in restored["normalizer"].items()})
+    transition_dim = int(np.shape(normalizer.shift)[0])
+    action_dim = record.get("action_dim")
+    if action_dim is None:  # checkpoints written before the record kept it
+        dims = expected_dimensions(config.data.dataset)
+        if dims is None:
+            raise CheckpointError(f"{run_dir}: checkpoint does not say its action dimension")
+        action_dim = dims[1]
+    layout = Layout(action_dim=action_dim, observation_dim=transition_dim - action_dim)
+    params = restored["state"]["ema_params"]
+    return TrainedRun(run_dir, config, record["kind"], step, params, normalizer, layout)

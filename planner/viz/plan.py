@@ -1,0 +1,67 @@
+"""Figures of plans: candidates and the chosen plan over the maze, with obstacles and regions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.patches import Circle, Rectangle
+
+from planner.energies.base import Term
+from planner.envs.maze2d import MazeTask
+from planner.viz.maze import draw_maze
+
+
+def draw_terms(ax: Axes, terms: Sequence[Term]) -> None:
+    """Obstacles filled red, pass-through regions dashed green, in (y, x) plot coordinates."""
+    for term in terms:
+        data = term.data if isinstance(term.data, dict) else {}
+        obstacle = term.name in ("circle", "box")
+        style = (
+            {"color": "tab:red", "alpha": 0.45}
+            if obstacle
+            else {"fill": False, "edgecolor": "tab:green", "linestyle": "--", "linewidth": 2}
+        )
+        if "center" in data and "radius" in data:
+            x, y = np.asarray(data["center"])
+            ax.add_patch(Circle((y, x), float(data["radius"]), **style))
+        elif term.name in ("box", "pass_through_box"):
+            (x0, y0), (x1, y1) = np.asarray(data["low"]), np.asarray(data["high"])
+            ax.add_patch(Rectangle((y0, x0), y1 - y0, x1 - x0, **style))
+
+
+def plot_plan(
+    path: str | Path,
+    task: MazeTask,
+    candidates: np.ndarray,
+    best: int,
+    terms: Sequence[Term] = (),
+    title: str = "",
+) -> Path:
+    """PNG of candidate position paths ``[N, H, 2]`` (grey) and the chosen one (coloured by
+    time), with the start (circle), the goal (star) and the terms' regions."""
+    figure, ax = plt.subplots(figsize=(5.5, 5.5))
+    draw_maze(ax, task)
+    draw_terms(ax, terms)
+    for index, candidate in enumerate(candidates):
+        if index != best:
+            ax.plot(candidate[:, 1], candidate[:, 0], color="0.6", lw=0.8, alpha=0.7)
+    chosen = candidates[best]
+    ax.scatter(chosen[:, 1], chosen[:, 0], c=np.arange(len(chosen)), cmap="viridis", s=8, zorder=3)
+    ax.plot(chosen[0, 1], chosen[0, 0], "o", color="tab:blue", markersize=10, markeredgecolor="k")
+    ax.plot(
+        chosen[-1, 1], chosen[-1, 0], "*", color="tab:orange", markersize=16, markeredgecolor="k"
+    )
+    ax.set_title(title, fontsize=9)
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
