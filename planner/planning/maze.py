@@ -21,11 +21,12 @@ class PlanRequestError(PlannerError, ValueError):
     """A start, goal or constraint set that no plan can satisfy."""
 
 
-def inside_walls(task: MazeTask, positions: np.ndarray) -> np.ndarray:
-    """``[...]`` bool: which positions ``[..., 2]`` (D4RL frame) lie inside a wall cell."""
+def inside_walls(task: MazeTask, positions: np.ndarray, margin: float = 0.0) -> np.ndarray:
+    """``[...]`` bool: which positions ``[..., 2]`` (D4RL frame) lie inside a wall cell grown
+    by ``margin``."""
     rectangles = wall_rectangles(task)
     p = np.asarray(positions)[..., None, :]
-    inside = (p >= rectangles[:, :2]) & (p <= rectangles[:, 2:])
+    inside = (p >= rectangles[:, :2] - margin) & (p <= rectangles[:, 2:] + margin)
     return inside.all(axis=-1).any(axis=-1)
 
 
@@ -107,7 +108,11 @@ def route_exists(
     xs = np.arange(-0.7, rows - 0.7, GRID_RESOLUTION)
     ys = np.arange(-0.7, cols - 0.7, GRID_RESOLUTION)
     grid = np.stack(np.meshgrid(xs, ys, indexing="ij"), axis=-1).reshape(-1, 2)
-    free = ~inside_walls(task, grid) & ~blocked_positions(terms, grid, layout_dim, columns)
+    # walls grown by half a grid cell, so a gap of zero width between an obstacle and a wall
+    # does not count as a route
+    free = ~inside_walls(task, grid, GRID_RESOLUTION / 2) & ~blocked_positions(
+        terms, grid, layout_dim, columns
+    )
     labels, _ = ndimage.label(free.reshape(len(xs), len(ys)))
 
     def label_of(point: np.ndarray) -> int:

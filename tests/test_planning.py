@@ -1,0 +1,142 @@
+"""`planner plan` and the Python planning API on a tiny trained U-Maze model."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+import yaml
+
+from planner.cli import main
+from planner.config import load_config
+from planner.energies.terms import CONSTRAINT_TYPES, Layout, terms_from_specs
+from planner.planning.planner import Planner, shift_plan
+from planner.planning.run import load_run
+from planner.training import train
+from tests.test_training import TINY
+
+MAZE_LAYOUT = Layout(action_dim=2, observation_dim=4)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, shared_data_dir):
+    root = tmp_path_factory.mktemp("runs")
+    config = load_config("configs/maze2d-umaze.yaml", [*TINY, f"data.data_dir={shared_data_dir}"])
+    train(config, root / "diffusion", "diffusion", show_progress=False)
+    train(config, root / "value", "value", show_progress=False)
+    return root
+
+
+def write_plan(tmp_path, **plan):
+    path = tmp_path / "plan.yaml"
+    path.write_text(yaml.safe_dump({"plan": plan}))
+    return path
+
+
+def plan_cli(runs, tmp_path, *extra):
+    return main(["plan", "--run", str(runs / "diffusion"), "--out", str(tmp_path / "out"), *extra])
+
+
+def test_plan_writes_npz_json_and_png_with_constraint_report(runs, tmp_path):
+    config = write_plan(
+        tmp_path,
+        start=[3, 1],
+        goal=[1, 1],
+        n_candidates=4,
+        constraints=[{"type": "circle", "center": [1.0, 2.0], "radius": 0.3, "weight": 10}],
+    )
+    assert plan_cli(runs, tmp_path, "--config", str(config)) == 0
+    summary = json.loads((tmp_path / "out" / "plan.json").read_text())
+    assert [c["term"] for c in summary["constraints"]] == ["plan.constraints[0]", "plan.walls"]
+    assert all(isinstance(c["holds"], bool) for c in summary["constraints"])
+    saved = np.load(tmp_path / "out" / "plan.npz")
+    assert saved["trajectories"].shape == (4, 16, 6)
+    best = saved["trajectories"][int(saved["best"])]
+    np.testing.assert_allclose(best[-1, 2:], [1, 1, 0, 0], atol=1e-5)  # goal inpainted exactly
+    np.testing.assert_allclose(best[0, 2:4], [3, 1], atol=1e-5)
+    assert (tmp_path / "out" / "plan.png").stat().st_size > 10_000
+
+
+def test_start_and_goal_from_the_command_line_override_the_config(runs, tmp_path):
+    assert plan_cli(runs, tmp_path, "--start", "1,3", "--goal", "3,3") == 0
+    summary = json.loads((tmp_path / "out" / "plan.json").read_text())
+    assert summary["start"][:2] == [1.0, 3.0] and summary["goal"] == [3.0, 3.0]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--goal", "2,1"], "inside the wall cell [2, 1]"),
+        (["--goal", "9,9"], "outside the maze-umaze"),
+        (["--set", "plan.constraints=[{type: circle, center: [1, 1], radius: 0.4}]"], "goal"),
+        (
+            ["--set", "plan.constraints=[{type: circel, center: [1, 1]}]"],
+            "plan.constraints[0].type",
+        ),
+        (["--set", "plan.constraints=[{type: circle, center: [1, 1]}]"], "needs radius"),
+        (["--set", "plan.constraints=[{type: circle, center: [1], radius: 1}]"], "2 numbers"),
+        (["--set", "plan.corrector=mala", "--set", "plan.corrector_steps=2"], "energy-param"),
+        (["--set", "train.steps=3"], "only change plan"),
+    ],
+)
+def test_bad_requests_get_clear_errors(runs, tmp_path, capsys, arguments, message):
+    assert plan_cli(runs, tmp_path, "--set", "plan.goal=[1, 1]", *arguments) == 2
+    error = capsys.readouterr().err
+    assert message.replace("maze-umaze", "maze2d-umaze-v1 maze") in error or message in error
+
+
+def test_obstacles_that_block_every_route_are_warned_about(runs, tmp_path):
+    wall = "plan.constraints=[{type: box, low: [2.3, 1.8], high: [3.3, 2.2]}]"
+    with pytest.warns(UserWarning, match="no free route"):
+        assert plan_cli(runs, tmp_path, "--start", "3,1", "--goal", "1,1", "--set", wall) == 0
+    summary = json.loads((tmp_path / "out" / "plan.json").read_text())
+    assert "all_constraints_hold" in summary
+
+
+def test_value_guided_plan_selects_the_highest_value(runs, tmp_path):
+    config = write_plan(
+        tmp_path,
+        n_candidates=3,
+        select="value",
+        objectives=[{"type": "value", "run": str(runs / "value"), "scale": 0.1}],
+    )
+    assert plan_cli(runs, tmp_path, "--config", str(config)) == 0
+    saved = np.load(tmp_path / "out" / "plan.npz")
+    value_column = list(saved["term_names"]).index("value")
+    assert int(saved["best"]) == int(np.argmin(saved["energies"][:, value_column]))
+
+
+def test_python_api_plans_many_queries_in_one_call(runs):
+    run = load_run(runs / "diffusion")
+    obstacle = terms_from_specs(
+        [{"type": "circle", "center": [1.0, 2.0], "radius": 0.3}], run.layout, CONSTRAINT_TYPES, "x"
+    )
+    planner = Planner(run.denoiser(), run.schedule, run.normalizer, run.layout, 16, terms=obstacle)
+    starts = np.array([[3, 1, 0, 0], [1, 3, 0, 0], [3, 3, 0, 0]], np.float32)
+    goals = np.array([[1, 1], [3, 1], [1, 1]], np.float32)
+    plans = planner.plan(jax.random.key(0), starts, goals, n_candidates=2)
+    assert plans.trajectories.shape == (3, 2, 16, 6)
+    assert plans.energies.shape == (3, 2, 1) and plans.violations.shape == (3, 2, 1)
+    np.testing.assert_allclose(plans.chosen[:, -1, 2:4], goals, atol=1e-5)
+    assert np.all(plans.best == np.argmin(plans.total, axis=1))
+
+
+def test_shift_plan_advances_and_pads_with_the_last_row():
+    plan = np.arange(5, dtype=np.float32)[:, None].repeat(2, axis=1)
+    np.testing.assert_array_equal(shift_plan(plan, 2)[:, 0], [2, 3, 4, 4, 4])
+
+
+def test_pass_through_violation_is_zero_only_when_the_region_is_visited_in_time():
+    (region,) = terms_from_specs(
+        [{"type": "pass_through", "center": [2.0, 2.0], "radius": 0.2, "first": 2, "last": 3}],
+        MAZE_LAYOUT,
+        CONSTRAINT_TYPES,
+        "plan.constraints",
+    )
+    path = np.zeros((6, 6), np.float32)
+    path[:, 2:4] = np.linspace([0, 0], [4, 4], 6)  # passes (1.6, 1.6), (2.4, 2.4) at steps 2, 3
+    assert float(region.violation_of(path)) == pytest.approx(np.hypot(0.4, 0.4) - 0.2, abs=1e-4)
+    path[3, 2:4] = [2.05, 2.0]
+    assert float(region.violation_of(path)) == 0.0
+    path[3, 2:4], path[5, 2:4] = [9, 9], [2.0, 2.0]  # visited, but after step 3
+    assert float(region.violation_of(path)) > 0

@@ -1,0 +1,218 @@
+"""Samplers on closed-form Gaussian models, where every answer is known exactly.
+
+Data ``N(μ, s²)`` per coordinate gives ``p_t = N(√ᾱ μ, ᾱ s² + 1 - ᾱ)``, the exact noise
+prediction ``ε(x, t) = σ_t (x - √ᾱ μ) / v_t`` and the energy ``E = σ_t/2 (x - √ᾱ μ)² / v_t (+ its
+log-normalizer)``, whose gradient is ``ε``. ``N_SAMPLES`` independent coordinates give a sample
+mean with standard error ``sqrt(var / N)`` and a sample variance with ``var · sqrt(2 / N)``.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from planner.data.normalize import Normalizer
+from planner.diffusion.denoisers import Denoiser, combine, mix, negate
+from planner.diffusion.samplers import SamplerSpec, sample, sampling_levels
+from planner.diffusion.schedule import cosine_schedule
+from planner.energies.base import guidance_gradient, term
+from planner.energies.terms import Layout, circle_obstacle
+
+SCHEDULE = cosine_schedule(32)
+# DDPM with finitely many levels under-disperses (exact scores, 32 levels: variance 18 % low;
+# 512 levels: 2 %); tests of the plain sampler's distribution use the fine schedule.
+FINE = cosine_schedule(512)
+BATCH, HORIZON, DIM = 2000, 4, 2
+N_SAMPLES = BATCH * HORIZON * DIM
+IDENTITY = Normalizer(jnp.zeros(DIM), jnp.ones(DIM))
+FREE = jnp.zeros((1, HORIZON, DIM), bool)
+ZEROS = jnp.zeros((BATCH, HORIZON, DIM))
+EXACT = SamplerSpec(clip_denoised=False)
+
+
+def gaussian(mean: float, std: float, schedule=SCHEDULE) -> Denoiser:
+    def moments(t):
+        alpha_bar = schedule.alphas_cumprod[t][:, None, None]
+        return alpha_bar, alpha_bar * std**2 + 1 - alpha_bar
+
+    def energy(params, x, t):
+        alpha_bar, variance = moments(t)
+        sigma = jnp.sqrt(1 - alpha_bar)
+        quadratic = (x - jnp.sqrt(alpha_bar) * params) ** 2 / variance + jnp.log(variance)
+        return jnp.sum(sigma / 2 * quadratic, axis=(1, 2))
+
+    def noise(params, x, t):
+        alpha_bar, variance = moments(t)
+        return jnp.sqrt(1 - alpha_bar) * (x - jnp.sqrt(alpha_bar) * params) / variance
+
+    return Denoiser(jnp.float32(mean), noise, energy)
+
+
+def draw(spec, denoiser, seed=0, terms=(), mask=FREE, values=ZEROS, schedule=SCHEDULE):
+    result = sample(jax.random.key(seed), spec, schedule, denoiser, terms, IDENTITY, mask, values)
+    return np.asarray(result.trajectories), result
+
+
+def assert_moments(x, mean, variance, bias=0.0):
+    """Sample mean within 4 standard errors; sample variance within 4 standard errors plus a
+    relative ``bias`` allowance for finite MCMC chains."""
+    assert abs(x.mean() - mean) < 4 * np.sqrt(variance / x.size)
+    assert abs(x.var() - variance) < 4 * variance * np.sqrt(2 / x.size) + bias * variance
+
+
+def test_plain_ddpm_reproduces_the_data_distribution():
+    x, _ = draw(EXACT, gaussian(0.7, 0.5, FINE), schedule=FINE)
+    assert_moments(x, 0.7, 0.25, bias=0.03)
+
+
+@pytest.mark.parametrize("corrector", ["mala", "hmc"])
+def test_product_of_two_energies_matches_the_product_gaussian(corrector):
+    # N(-1, 0.25) * N(1, 0.25) = N(0, 0.125); plain DDPM with the summed score gets the variance
+    # badly wrong (about 0.057), the Metropolis-corrected annealed chains recover it.
+    product = combine([gaussian(-1.0, 0.5), gaussian(1.0, 0.5)], [1.0, 1.0])
+    plain, _ = draw(EXACT, product)
+    assert plain.var() < 0.08
+    spec = EXACT.replace(corrector=corrector, corrector_steps=20, corrector_step_size=1.0)
+    x, result = draw(spec, product)
+    assert 0.3 < float(result.acceptance.mean()) < 0.95
+    assert_moments(x, 0.0, 0.125, bias=0.05)
+
+
+def test_mixture_matches_the_mixture_moments():
+    # ½ N(-1, 0.25) + ½ N(1, 0.25): mean 0, variance 0.25 + 1; each trajectory picks one mode.
+    mixture = mix([gaussian(-1.0, 0.5), gaussian(1.0, 0.5)], SCHEDULE)
+    x, _ = draw(EXACT.replace(corrector="mala", corrector_steps=5), mixture)
+    per_trajectory = x.mean(axis=(1, 2))
+    fraction_right = (per_trajectory > 0).mean()
+    assert abs(fraction_right - 0.5) < 4 * np.sqrt(0.25 / BATCH)
+    assert abs(x.var() - 1.25) < 0.1
+
+
+def test_negation_moves_mass_away_as_predicted():
+    # (1 + λ) E[N(0, 1)] - λ E[N(1, 1)] at λ = 0.5 is N(-0.5, 1): mass pushed away from 1.
+    negation = negate(gaussian(0.0, 1.0), gaussian(1.0, 1.0), 0.5)
+    x, _ = draw(EXACT.replace(corrector="mala", corrector_steps=10), negation)
+    assert_moments(x, -0.5, 1.0, bias=0.05)
+
+
+def test_ddim_with_every_step_and_eta_one_matches_ddpm_in_distribution():
+    model = gaussian(0.3, 0.6, FINE)
+    ddpm, _ = draw(EXACT, model, seed=1, schedule=FINE)
+    ddim, _ = draw(EXACT.replace(method="ddim", eta=1.0), model, seed=2, schedule=FINE)
+    assert len(sampling_levels(EXACT.replace(method="ddim"), 32)) == 32
+    standard_error = np.sqrt(2 * 0.36 / N_SAMPLES)
+    assert abs(ddpm.mean() - ddim.mean()) < 4 * standard_error
+    assert abs(ddpm.var() - ddim.var()) < 4 * 0.36 * np.sqrt(4 / N_SAMPLES)
+
+
+def test_scan_sampler_equals_a_python_loop_reference():
+    model = gaussian(0.3, 0.6)
+    batch = 3
+    values = jnp.zeros((batch, HORIZON, DIM))
+    x, _ = draw(EXACT.replace(noise_scale=1.0), model, seed=5, values=values)
+
+    # the reference: Diffuser's p_sample_loop written as a plain loop with the same keys
+    init_key, loop_key = jax.random.split(jax.random.key(5))
+    y = np.asarray(jax.random.normal(init_key, values.shape), np.float64)
+    betas = np.asarray(SCHEDULE.betas, np.float64)
+    alpha_bar = np.cumprod(1 - betas)
+    keys = jax.random.split(loop_key, 32)
+    for t in range(31, -1, -1):
+        update_key, _ = jax.random.split(keys[31 - t])
+        prev = alpha_bar[t - 1] if t > 0 else 1.0
+        eps = np.asarray(model.noise(jnp.asarray(y, jnp.float32), jnp.full((batch,), t)))
+        clean = (y - np.sqrt(1 - alpha_bar[t]) * eps) / np.sqrt(alpha_bar[t])
+        mean = (betas[t] * np.sqrt(prev) * clean + (1 - prev) * np.sqrt(1 - betas[t]) * y) / (
+            1 - alpha_bar[t]
+        )
+        std = np.sqrt(betas[t] * (1 - prev) / (1 - alpha_bar[t]))
+        noise = np.asarray(jax.random.normal(update_key, values.shape))
+        y = mean + (std * noise if t > 0 else 0.0)
+    np.testing.assert_allclose(x, y, atol=2e-4)
+
+
+def test_inpainted_entries_equal_the_condition_exactly():
+    mask = jnp.zeros((1, HORIZON, DIM), bool).at[0, 0, :].set(True).at[0, -1, 1].set(True)
+    values = jax.random.uniform(jax.random.key(3), (8, HORIZON, DIM), minval=-2, maxval=2)
+    values = jnp.where(mask, values, 0.0)
+    for spec in (
+        EXACT,
+        EXACT.replace(method="ddim", n_steps=5),
+        EXACT.replace(corrector="ula", corrector_steps=2),
+    ):
+        x, _ = draw(spec, gaussian(0.0, 1.0), mask=mask, values=values)
+        np.testing.assert_array_equal(x[:, 0, :], np.asarray(values[:, 0, :]))
+        np.testing.assert_array_equal(x[:, -1, 1], np.asarray(values[:, -1, 1]))
+
+
+def test_guidance_gradients_equal_finite_differences():
+    jax.config.update("jax_enable_x64", True)
+    try:
+        layout = Layout(action_dim=0, observation_dim=2, position=(0, 1), velocity=())
+        obstacle = circle_obstacle(layout, [0.1, 0.2], 0.8, scale=0.5, weight=3.0)
+        normalizer = Normalizer(jnp.array([0.5, -0.5]), jnp.array([2.0, 1.5]))
+        x = jax.random.normal(jax.random.key(0), (1, 6, 2), jnp.float64) * 0.3
+        gradient = guidance_gradient([obstacle], x, jnp.int32(5), 0, normalizer, 1.0)
+
+        def energy(y):
+            return 0.5 * 3.0 * obstacle.energy(normalizer.unnormalize(y[0]), 0)
+
+        step = 1e-6
+        for index in [(0, 0, 0), (0, 2, 1), (0, 5, 0)]:
+            bump = jnp.zeros_like(x).at[index].set(step)
+            numeric = (energy(x + bump) - energy(x - bump)) / (2 * step)
+            assert float(gradient[index]) == pytest.approx(float(numeric), rel=1e-5, abs=1e-8)
+    finally:
+        jax.config.update("jax_enable_x64", False)
+
+
+def test_an_obstacle_energy_lowers_the_collision_rate():
+    # Gaussian trajectories centred on a disc; the obstacle term pushes them out of it.
+    layout = Layout(action_dim=0, observation_dim=2, position=(0, 1), velocity=())
+    obstacle = circle_obstacle(layout, [0.0, 0.0], 0.5, weight=10.0, scale=0.05)
+    model = gaussian(0.0, 0.5)
+    plain, _ = draw(EXACT, model, seed=4, values=ZEROS[:400])
+    guided, _ = draw(EXACT, model, seed=4, values=ZEROS[:400], terms=(obstacle,))
+
+    def collisions(x):
+        return (np.linalg.norm(x, axis=-1) < 0.5).mean()
+
+    assert collisions(plain) > 0.3
+    assert collisions(guided) < 0.25 * collisions(plain)
+
+
+def test_one_trace_per_shape():
+    traces = []
+    base = gaussian(0.0, 1.0)
+
+    def counting_noise(params, x, t):
+        traces.append(x.shape)
+        return base.noise_fn(params, x, t)
+
+    model = Denoiser(base.params, counting_noise, None)
+    layout = Layout(action_dim=0, observation_dim=2, position=(0, 1), velocity=())
+    spec = SamplerSpec(method="ddim", n_steps=4)
+    for seed, centre in enumerate(([0.0, 0.0], [1.0, -1.0], [2.0, 0.5])):
+        obstacle = circle_obstacle(layout, centre, 0.3)
+        model = model.replace(params=jnp.float32(seed))
+        draw(spec, model, seed=seed, terms=(obstacle,), values=ZEROS[:5])
+    assert len(traces) == 1
+    draw(spec, model, terms=(obstacle,), values=ZEROS[:6])
+    assert len(traces) == 2
+
+
+def test_warm_start_from_a_low_level_stays_near_the_previous_plan():
+    model = gaussian(0.0, 1.0)
+    previous = jnp.full((50, HORIZON, DIM), 0.8)
+    spec = EXACT.replace(method="ddim", start_level=3)
+    result = sample(
+        jax.random.key(0), spec, SCHEDULE, model, (), IDENTITY, FREE, previous * 0, previous
+    )
+    assert abs(float(result.trajectories.mean()) - 0.8) < 0.1
+    assert result.evaluations == 4
+
+
+def test_user_term_from_a_plain_function():
+    prefer_positive = term(lambda trajectory, t: -jnp.sum(trajectory), "positive", scale=0.2)
+    x, _ = draw(EXACT, gaussian(0.0, 0.5), terms=(prefer_positive,), values=ZEROS[:200])
+    assert x.mean() > 0.1
