@@ -6,6 +6,7 @@ import jax
 import numpy as np
 import pytest
 import yaml
+from test_training import TINY
 
 from planner.cli import main
 from planner.config import load_config
@@ -13,7 +14,6 @@ from planner.energies.terms import CONSTRAINT_TYPES, Layout, terms_from_specs
 from planner.planning.planner import Planner, shift_plan
 from planner.planning.run import load_run
 from planner.training import train
-from tests.test_training import TINY
 
 MAZE_LAYOUT = Layout(action_dim=2, observation_dim=4)
 
