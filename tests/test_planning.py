@@ -111,7 +111,7 @@ def test_python_api_plans_many_queries_in_one_call(runs):
     obstacle = terms_from_specs(
         [{"type": "circle", "center": [1.0, 2.0], "radius": 0.3}], run.layout, CONSTRAINT_TYPES, "x"
     )
-    planner = Planner(run.denoiser(), run.schedule, run.normalizer, run.layout, 16, terms=obstacle)
+    planner = Planner(run.denoiser, run.schedule, run.normalizer, run.layout, 16, terms=obstacle)
     starts = np.array([[3, 1, 0, 0], [1, 3, 0, 0], [3, 3, 0, 0]], np.float32)
     goals = np.array([[1, 1], [3, 1], [1, 1]], np.float32)
     plans = planner.plan(jax.random.key(0), starts, goals, n_candidates=2)

@@ -15,7 +15,7 @@ from planner.data.normalize import Normalizer
 from planner.diffusion.denoisers import Denoiser, combine, mix, negate
 from planner.diffusion.samplers import SamplerSpec, sample, sampling_levels
 from planner.diffusion.schedule import cosine_schedule
-from planner.energies.base import guidance_gradient, term
+from planner.energies.base import guidance_gradient, mixture, negation, term, weighted_sum
 from planner.energies.terms import Layout, circle_obstacle
 
 SCHEDULE = cosine_schedule(32)
@@ -216,3 +216,21 @@ def test_user_term_from_a_plain_function():
     prefer_positive = term(lambda trajectory, t: -jnp.sum(trajectory), "positive", scale=0.2)
     x, _ = draw(EXACT, gaussian(0.0, 0.5), terms=(prefer_positive,), values=ZEROS[:200])
     assert x.mean() > 0.1
+
+
+def test_energy_operators_compose_plain_functions():
+    def near_zero(x, t):
+        return jnp.sum(x**2)
+
+    def near_one(x, t):
+        return jnp.sum((x - 1) ** 2)
+
+    x = jnp.array([[0.5, 0.5]])  # both energies are 0.5 here
+    assert float(weighted_sum([near_zero, near_one], [2.0, 3.0])(x, 0)) == pytest.approx(2.5)
+    mixed = mixture([near_zero, near_one], temperature=0.5)(x, 0)
+    assert float(mixed) == pytest.approx(0.5 - 0.5 * np.log(2), rel=1e-6)
+    assert float(negation(near_zero, near_one, 0.5)(x, 0)) == pytest.approx(0.5)
+    composed = term(mixture([near_zero, near_one], 0.1), "either")
+    assert float(composed.energy(jnp.zeros((1, 2)), 0)) == pytest.approx(
+        -0.1 * np.log(1 + np.exp(-20)), abs=1e-6
+    )

@@ -37,7 +37,7 @@ from planner.data.normalize import Normalizer
 from planner.diffusion.conditioning import impose
 from planner.diffusion.denoisers import Denoiser
 from planner.diffusion.schedule import Schedule, add_noise, start_from_noise
-from planner.energies.base import Term, guidance_gradient
+from planner.energies.base import Term, composed_energy, guidance_gradient
 
 MIN_VARIANCE = 1e-20  # Diffuser clips the log posterior variance at this value
 
@@ -77,7 +77,7 @@ def sampling_levels(spec: SamplerSpec, n_levels: int) -> np.ndarray:
     if not 0 <= start < n_levels:
         raise ValueError(f"start_level must be in [0, {n_levels - 1}]; got {start}")
     if spec.method == "ddpm":
-        return np.arange(start, -1, -1)
+        return np.arange(start, -1, -1, dtype=np.int32)
     count = start + 1 if spec.n_steps is None else min(spec.n_steps, start + 1)
     return np.unique(np.round(np.linspace(0, start, count)).astype(np.int32))[::-1]
 
@@ -202,8 +202,7 @@ def _corrector_target(
     ``π(x) ∝ p_t(x) exp(-Σ w_k E_k(x))``; the log density exists only for energy models."""
 
     def term_energy(x_one: jax.Array) -> jax.Array:
-        trajectory = normalizer.unnormalize(x_one)
-        return sum((term.weight * term.energy(trajectory, t) for term in terms), jnp.float32(0.0))
+        return composed_energy(terms, normalizer.unnormalize(x_one), t)
 
     def levels(x: jax.Array) -> jax.Array:
         return jnp.full((x.shape[0],), t)
@@ -288,7 +287,10 @@ def _correct(
             velocity = velocity + (0.5 if last else 1.0) * step * score_new
         if not metropolis:
             return position, jnp.ones(x.shape[0])
-        kinetic = lambda v: 0.5 * jnp.sum(free * v**2, axis=(1, 2))  # noqa: E731
+
+        def kinetic(v: jax.Array) -> jax.Array:
+            return 0.5 * jnp.sum(free * v**2, axis=(1, 2))
+
         log_ratio = log_p_new - log_p + kinetic(momentum) - kinetic(velocity)
         accepted, probability = _metropolis(accept_key, log_ratio)
         return jnp.where(_per_sample(accepted), position, x), probability
@@ -329,7 +331,7 @@ def sample(
     ``warm_start`` [B, H, D] (normalized) is a previous plan to re-noise to ``spec.start_level``.
     """
     levels = sampling_levels(spec, schedule.n_steps)
-    previous = np.append(levels[1:], -1).astype(np.int32)
+    previous = np.append(levels[1:], -1).astype(np.int32)  # -1: the clean data
     init_key, loop_key = jax.random.split(key)
     noise = jax.random.normal(init_key, values.shape)
     if warm_start is None:
@@ -350,30 +352,24 @@ def sample(
             x = _ddim_update(spec, schedule, x, clean, t, t_prev, update_key)
         x = impose(x, mask, values)
         if correcting:
-            level = jnp.maximum(t_prev, 0)
-            corrected, new_log_step, accepted = _correct(
-                spec,
-                denoiser,
-                terms,
-                normalizer,
-                schedule,
-                x,
-                level,
-                log_step,
-                mask,
-                values,
-                corrector_key,
+
+            def correct(x, log_step, acceptance):
+                x, log_step, accepted = _correct(
+                    spec, denoiser, terms, normalizer, schedule, x, t_prev, log_step, mask,
+                    values, corrector_key,
+                )  # fmt: skip
+                return x, log_step, acceptance + accepted
+
+            # the last step yields the clean sample, which has no level left to correct at
+            x, log_step, acceptance = jax.lax.cond(
+                t_prev >= 0, correct, lambda *carry: carry, x, log_step, acceptance
             )
-            final = t_prev < 0  # the clean sample has no level left to correct at
-            x = jnp.where(final, x, corrected)
-            log_step = jnp.where(final, log_step, new_log_step)
-            acceptance = acceptance + jnp.where(final, 0.0, accepted)
         return (x, log_step, acceptance), None
 
     batch = values.shape[0]
     keys = jax.random.split(loop_key, len(levels))
     start = (x, jnp.zeros(batch), jnp.zeros(batch))
-    (x, _, acceptance), _ = jax.lax.scan(body, start, (levels.astype(np.int32), previous, keys))
+    (x, _, acceptance), _ = jax.lax.scan(body, start, (levels, previous, keys))
     corrected_levels = len(levels) - 1 if correcting else 0
     return SampleResult(
         trajectories=x,

@@ -129,12 +129,14 @@ def hard_terms(terms: Sequence[Term]) -> list[Term]:
     return [term for term in terms if term.violation is not None]
 
 
-def total_energy(
-    terms: Sequence[Term], trajectories: jax.Array, t: jax.Array | int = 0
-) -> jax.Array:
-    """``[B]`` weighted sum of the terms' energies: the composed (product) energy."""
-    weights = jnp.stack([term.weight for term in terms]) if terms else jnp.zeros((0,))
-    return term_energies(terms, trajectories, t) @ weights
+def term_weights(terms: Sequence[Term]) -> jax.Array:
+    """``[K]`` the terms' weights: ``term_energies(...) @ term_weights(...)`` is the total."""
+    return jnp.stack([term.weight for term in terms]) if terms else jnp.zeros((0,))
+
+
+def composed_energy(terms: Sequence[Term], trajectory: jax.Array, t: jax.Array) -> jax.Array:
+    """``Σ_k w_k E_k`` of one trajectory ``[H, D]``: the product of the terms' distributions."""
+    return sum((term.weight * term.energy(trajectory, t) for term in terms), jnp.float32(0.0))
 
 
 def guidance_gradient(

@@ -73,8 +73,11 @@ def _circle_depth(positions: jax.Array, data: dict) -> jax.Array:
 
 
 def _box_depth(positions: jax.Array, data: dict) -> jax.Array:
-    """``[H]`` how far each position is inside the box (distance to its nearest side)."""
-    return jnp.min(jnp.minimum(positions - data["low"], data["high"] - positions), axis=-1)
+    """``[H]`` how far each position is inside the boxes ``low``/``high`` [N, P] (the distance
+    to the nearest side of the box it is deepest in; negative outside all of them)."""
+    p = positions[:, None, :]
+    inside = jnp.min(jnp.minimum(p - data["low"], data["high"] - p), axis=-1)
+    return jnp.max(inside, axis=-1)
 
 
 def _box_outside_distance(positions: jax.Array, data: dict) -> jax.Array:
@@ -121,7 +124,7 @@ def circle_obstacle(
         "radius": _array(radius),
         "margin": _array(margin),
     }
-    return _obstacle_term("circle", data, layout, guidance)
+    return obstacle_term("circle", data, layout, guidance)
 
 
 def box_obstacle(
@@ -129,18 +132,22 @@ def box_obstacle(
 ) -> Term:
     """Keep every position out of the axis-aligned box ``low <= p <= high``."""
     data = {
-        "low": _array(low, len(layout.position)),
-        "high": _array(high, len(layout.position)),
+        "low": _array(low, len(layout.position))[None],
+        "high": _array(high, len(layout.position))[None],
         "margin": _array(margin),
     }
-    return _obstacle_term("box", data, layout, guidance)
+    return obstacle_term("box", data, layout, guidance)
 
 
-def _obstacle_term(shape: str, data: dict, layout: Layout, guidance: dict) -> Term:
+def obstacle_term(
+    shape: str, data: dict, layout: Layout, guidance: dict, name: str | None = None
+) -> Term:
+    """A ``circle`` (``center``, ``radius``) or ``box`` (``low``, ``high`` [N, P]: any number of
+    boxes) obstacle term from its arrays, with ``margin`` and the constraint defaults."""
     energy, violation = _OBSTACLE[shape]
     return term(
-        energy, shape, data=data, columns=layout.position_columns, violation=violation,
-        **_constraint_defaults(guidance),
+        energy, name or shape, data=data, columns=layout.position_columns,
+        violation=violation, **_constraint_defaults(guidance),
     )  # fmt: skip
 
 

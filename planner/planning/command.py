@@ -61,17 +61,18 @@ def _start_observation(config: Config, task, start: Sequence[float] | None) -> n
 
 def _check_request(planner: Planner, start: np.ndarray, goal: np.ndarray, names: list[str]) -> None:
     """Refuse hard constraints that the fixed start or goal already violates."""
-    rows = np.zeros((1, 2, planner.layout.action_dim + planner.layout.observation_dim), np.float32)
-    rows[0, 0, planner.layout.action_dim :] = start
-    rows[0, 1, list(planner.layout.position_columns)] = goal
+    layout = planner.layout
+    rows = np.zeros((2, layout.action_dim + layout.observation_dim), np.float32)
+    rows[0, layout.action_dim :] = start
+    rows[1, list(layout.position_columns)] = goal
     for term, label in zip(planner.terms, names, strict=True):
         if term.violation is None or term.name.startswith("pass_through"):
             continue
-        for index, what in ((0, "start"), (1, "goal")):
-            if float(term.violation_of(rows[0, index : index + 1])) > VIOLATION_TOLERANCE:
+        for row, what, where in ((rows[:1], "start", start[:2]), (rows[1:], "goal", goal)):
+            if float(term.violation_of(row)) > VIOLATION_TOLERANCE:
                 raise PlanRequestError(
-                    f"the {what} {rows[0, index, planner.layout.action_dim :][:2].tolist()} "
-                    f"violates {label} ({term.name}); move it or the constraint"
+                    f"the {what} {np.asarray(where).tolist()} violates {label} ({term.name}); "
+                    f"move it or the constraint"
                 )
 
 
@@ -117,7 +118,7 @@ def run_plan(
     spec = sampler_spec(plan, config.diffusion.clip_denoised)
     try:
         planner = Planner(
-            run.denoiser(), run.schedule, run.normalizer, run.layout, horizon, spec, terms,
+            run.denoiser, run.schedule, run.normalizer, run.layout, horizon, spec, terms,
             plan.select,
         )  # fmt: skip
     except ValueError as error:
@@ -126,8 +127,7 @@ def run_plan(
     labels += [f"plan.objectives[{i}]" for i in range(len(plan.objectives))]
     labels += ["plan.walls"] * (plan.walls != "off")
     _check_request(planner, start_obs, goal_xy, labels)
-    dim = run.transition_dim
-    if not route_exists(task, start_obs[:2], goal_xy, terms, dim, run.layout.position_columns):
+    if not route_exists(task, start_obs[:2], goal_xy, terms, run.layout):
         warnings.warn(
             "the obstacles and bounds leave no free route from start to goal; the plan will "
             "violate a constraint (see plan.json)",

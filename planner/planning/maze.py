@@ -9,9 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import ndimage
 
-from planner.energies.base import Term, term
-from planner.energies.terms import CONSTRAINT_DEFAULTS, Layout
-from planner.envs.maze2d import MazeTask, wall_rectangles
+from planner.energies.base import Term
+from planner.energies.terms import Layout, obstacle_term
+from planner.envs.maze2d import WALL_OFFSET, MazeTask, wall_rectangles
 from planner.errors import PlannerError
 
 GRID_RESOLUTION = 0.05  # metres per cell of the blocked-route check
@@ -30,63 +30,36 @@ def inside_walls(task: MazeTask, positions: np.ndarray, margin: float = 0.0) -> 
     return inside.all(axis=-1).any(axis=-1)
 
 
-def _wall_depth(positions: jax.Array, data: dict) -> jax.Array:
-    """``[H, W]`` how far each position is inside each wall rectangle (negative outside)."""
-    p = positions[:, None, :]
-    return jnp.min(jnp.minimum(p - data["low"], data["high"] - p), axis=-1)
-
-
-def _wall_energy(positions: jax.Array, t: jax.Array, data: dict) -> jax.Array:
-    return jnp.sum(jax.nn.relu(_wall_depth(positions, data) + data["margin"]) ** 2)
-
-
-def _wall_violation(positions: jax.Array, data: dict) -> jax.Array:
-    return jnp.max(jax.nn.relu(_wall_depth(positions, data)))
-
-
-def walls_term(task: MazeTask, layout: Layout, guide: bool, margin: float = 0.0) -> Term:
-    """The maze's walls as one hard constraint. With ``guide`` False the term only scores
-    candidates (no guidance steps), so a plan through a wall is never the one chosen."""
-    rectangles = wall_rectangles(task)
-    data = {
-        "low": jnp.asarray(rectangles[:, :2], jnp.float32),
-        "high": jnp.asarray(rectangles[:, 2:], jnp.float32),
-        "margin": jnp.float32(margin),
-    }
-    guidance = (
-        dict(CONSTRAINT_DEFAULTS)
-        if guide
-        else {"weight": CONSTRAINT_DEFAULTS["weight"], "n_guide_steps": 0}
-    )
-    return term(
-        _wall_energy, "walls", data=data, columns=layout.position_columns,
-        violation=_wall_violation, **guidance,
-    )  # fmt: skip
+def walls_term(task: MazeTask, layout: Layout, guide: bool) -> Term:
+    """The maze's walls as one hard box-obstacle constraint. With ``guide`` False the term only
+    scores candidates (no guidance steps), so a plan through a wall is never the one chosen."""
+    rectangles = jnp.asarray(wall_rectangles(task), jnp.float32)
+    data = {"low": rectangles[:, :2], "high": rectangles[:, 2:], "margin": jnp.float32(0.0)}
+    return obstacle_term("box", data, layout, {} if guide else {"n_guide_steps": 0}, "walls")
 
 
 def check_point(task: MazeTask, point: Sequence[float], name: str) -> None:
     """Refuse a ``name`` point outside the maze or inside one of its walls."""
     point = np.asarray(point, float)
     rows, cols = task.walls.shape
-    low, high = np.array([-0.7, -0.7]), np.array([rows - 0.7, cols - 0.7])
+    low = np.full(2, -WALL_OFFSET)
+    high = np.array([rows, cols]) - WALL_OFFSET
     if np.any(point < low) or np.any(point > high):
         raise PlanRequestError(
             f"{name} {point.tolist()} is outside the {task.name} maze "
             f"(x in [{low[0]}, {high[0]}], y in [{low[1]}, {high[1]}])"
         )
     if inside_walls(task, point):
-        cell = np.floor(point + 0.7).astype(int).tolist()
+        cell = np.floor(point + WALL_OFFSET).astype(int).tolist()
         raise PlanRequestError(
             f"{name} {point.tolist()} is inside the wall cell {cell} of {task.name}"
         )
 
 
-def blocked_positions(
-    terms: Sequence[Term], positions: np.ndarray, layout_dim: int, columns
-) -> np.ndarray:
+def blocked_positions(terms: Sequence[Term], positions: np.ndarray, layout: Layout) -> np.ndarray:
     """``[N]`` bool: positions ``[N, 2]`` that violate an obstacle or bounds term when visited."""
-    rows = np.zeros((len(positions), 1, layout_dim), np.float32)
-    rows[:, 0, list(columns)] = positions
+    rows = np.zeros((len(positions), 1, layout.action_dim + layout.observation_dim), np.float32)
+    rows[:, 0, list(layout.position_columns)] = positions
     blocked = np.zeros(len(positions), bool)
     for obstacle in terms:
         if obstacle.name in ("circle", "box", "bounds"):
@@ -99,25 +72,23 @@ def route_exists(
     start: np.ndarray,
     goal: np.ndarray,
     terms: Sequence[Term],
-    layout_dim: int,
-    columns,
+    layout: Layout,
 ) -> bool:
     """Whether free space (no wall, no obstacle, within bounds) connects ``start`` and ``goal``,
     on a grid of ``GRID_RESOLUTION``."""
     rows, cols = task.walls.shape
-    xs = np.arange(-0.7, rows - 0.7, GRID_RESOLUTION)
-    ys = np.arange(-0.7, cols - 0.7, GRID_RESOLUTION)
+    xs = np.arange(-WALL_OFFSET, rows - WALL_OFFSET, GRID_RESOLUTION)
+    ys = np.arange(-WALL_OFFSET, cols - WALL_OFFSET, GRID_RESOLUTION)
     grid = np.stack(np.meshgrid(xs, ys, indexing="ij"), axis=-1).reshape(-1, 2)
     # walls grown by half a grid cell, so a gap of zero width between an obstacle and a wall
     # does not count as a route
-    free = ~inside_walls(task, grid, GRID_RESOLUTION / 2) & ~blocked_positions(
-        terms, grid, layout_dim, columns
-    )
+    walls = inside_walls(task, grid, GRID_RESOLUTION / 2)
+    free = ~walls & ~blocked_positions(terms, grid, layout)
     labels, _ = ndimage.label(free.reshape(len(xs), len(ys)))
 
     def label_of(point: np.ndarray) -> int:
-        i = int(np.clip(np.round((point[0] + 0.7) / GRID_RESOLUTION), 0, len(xs) - 1))
-        j = int(np.clip(np.round((point[1] + 0.7) / GRID_RESOLUTION), 0, len(ys) - 1))
+        i = int(np.clip(np.round((point[0] + WALL_OFFSET) / GRID_RESOLUTION), 0, len(xs) - 1))
+        j = int(np.clip(np.round((point[1] + WALL_OFFSET) / GRID_RESOLUTION), 0, len(ys) - 1))
         return int(labels[i, j])
 
     start_label, goal_label = label_of(start), label_of(goal)

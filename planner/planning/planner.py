@@ -16,10 +16,11 @@ import numpy as np
 
 from planner.config import PlanConfig
 from planner.data.normalize import Normalizer
+from planner.diffusion.conditioning import endpoint_conditions
 from planner.diffusion.denoisers import Denoiser
 from planner.diffusion.samplers import SamplerSpec, sample, validate_spec
 from planner.diffusion.schedule import Schedule
-from planner.energies.base import Term, hard_terms, term_energies, violations
+from planner.energies.base import Term, hard_terms, term_energies, term_weights, violations
 from planner.energies.terms import (
     CONSTRAINT_TYPES,
     OBJECTIVE_TYPES,
@@ -83,28 +84,26 @@ def inpainting(
     goal: np.ndarray | None = None,
     waypoints: Sequence[tuple[int, Sequence[float]]] = (),
 ) -> tuple[jax.Array, jax.Array]:
-    """Hard conditions ``(mask [1, H, D], values [Q, H, D] normalized)``: the whole observation
-    at step 0 is ``start`` [Q, O]; at the last step the position is ``goal`` [Q, P] with zero
-    velocity; each waypoint ``(step, position [P])`` fixes the position at ``step``."""
-    start = np.atleast_2d(np.asarray(start, np.float32))
-    queries = start.shape[0]
-    dim = layout.action_dim + layout.observation_dim
-    mask = np.zeros((1, horizon, dim), bool)
-    values = np.zeros((queries, horizon, dim), np.float32)
-    observation = slice(layout.action_dim, dim)
-    mask[0, 0, observation] = True
-    values[:, 0, observation] = start
-    position, velocity = list(layout.position_columns), list(layout.velocity_columns)
+    """Hard conditions ``(mask [1, H, D], values [Q, H, D] normalized)``: the training-time
+    endpoint conditions (the observation ``start`` [Q, O] at step 0; at the last step the goal
+    observation: position ``goal`` [Q, P], every other dimension 0, Diffuser's Maze2D
+    ``[x, y, 0, 0]``) plus each waypoint ``(step, position [P])``
+    fixing the position at ``step``."""
+    start = jnp.atleast_2d(jnp.asarray(start, jnp.float32))
+    goal_observation = None
     if goal is not None:
-        mask[0, -1, position + velocity] = True
-        values[:, -1, position] = np.atleast_2d(goal)
+        goal_position = jnp.broadcast_to(
+            jnp.asarray(goal, jnp.float32), (start.shape[0], len(layout.position))
+        )
+        goal_observation = jnp.zeros_like(start).at[:, list(layout.position)].set(goal_position)
+    mask, values = endpoint_conditions(start, goal_observation, horizon, layout.action_dim)
+    position = list(layout.position_columns)
     for step, point in waypoints:
         if not -horizon <= step < horizon:
             raise ValueError(f"waypoint step {step} is outside the plan's {horizon} steps")
-        mask[0, step, position] = True
-        values[:, step, position] = point
-    normalized = np.asarray(normalizer.normalize(values))
-    return jnp.asarray(mask), jnp.asarray(np.where(mask, normalized, 0.0), jnp.float32)
+        mask = mask.at[0, step, position].set(True)
+        values = values.at[:, step, position].set(jnp.asarray(point, jnp.float32))
+    return mask, jnp.where(mask, normalizer.normalize(values), 0.0)
 
 
 def shift_plan(plan: np.ndarray, executed: int) -> np.ndarray:
@@ -115,8 +114,10 @@ def shift_plan(plan: np.ndarray, executed: int) -> np.ndarray:
 
 
 @jax.jit
-def _score(terms: tuple[Term, ...], trajectories: jax.Array) -> tuple[jax.Array, jax.Array]:
-    return term_energies(terms, trajectories), violations(terms, trajectories)
+def _score(terms: tuple[Term, ...], trajectories: jax.Array) -> tuple[jax.Array, ...]:
+    """``(energies [B, K], total [B], violations [B, C])`` of final plans (noise level 0)."""
+    energies = term_energies(terms, trajectories)
+    return energies, energies @ term_weights(terms), violations(terms, trajectories)
 
 
 class Planner:
@@ -172,10 +173,7 @@ class Planner:
             mask, values, initial,
         )  # fmt: skip
         trajectories = self.normalizer.unnormalize(result.trajectories)
-        energies, violated = _score(self.terms, trajectories)
-        weights = np.array([float(term.weight) for term in self.terms], np.float32)
-        energies, violated = np.asarray(energies), np.asarray(violated)
-        total = energies @ weights if len(weights) else np.zeros(len(energies), np.float32)
+        energies, total, violated = map(np.asarray, _score(self.terms, trajectories))
         names = tuple(term.name for term in self.terms)
         ranking = energies[:, names.index("value")] if self.select == "value" else total
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ class TrainedRun:
     normalizer: Normalizer
     layout: Layout
 
-    @property
+    @functools.cached_property
     def schedule(self) -> Schedule:
         return cosine_schedule(self.config.diffusion.n_diffusion_steps)
 
@@ -42,8 +43,10 @@ class TrainedRun:
     def transition_dim(self) -> int:
         return self.layout.action_dim + self.layout.observation_dim
 
+    @functools.cached_property
     def denoiser(self) -> Denoiser:
-        """The diffusion model as a :class:`Denoiser` (diffusion runs only)."""
+        """The diffusion model as a :class:`Denoiser` (diffusion runs only). Built once per
+        run: samplers compile once per denoiser, so every plan with it reuses one program."""
         if self.kind != "diffusion":
             raise CheckpointError(f"{self.run_dir}: holds a {self.kind} model, not a diffusion one")
         config = self.config

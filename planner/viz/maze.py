@@ -18,6 +18,7 @@ from matplotlib.patches import Rectangle
 
 from planner.data.episodes import Episodes, summarize
 from planner.envs.maze2d import MazeTask, wall_rectangles
+from planner.viz.figures import save_figure
 
 
 def draw_maze(ax: Axes, task: MazeTask) -> None:
@@ -68,9 +69,4 @@ def plot_dataset(episodes: Episodes, path: str | Path, task: MazeTask | None = N
     returns.set_title(f"mean return {stats['episode_return']['mean']:.2f}")
     returns.set_xlabel("episode return")
     figure.suptitle(episodes.name)
-    figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)

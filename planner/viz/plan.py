@@ -15,6 +15,7 @@ from matplotlib.patches import Circle, Rectangle
 
 from planner.energies.base import Term
 from planner.envs.maze2d import MazeTask
+from planner.viz.figures import save_figure
 from planner.viz.maze import draw_maze
 
 
@@ -32,8 +33,9 @@ def draw_terms(ax: Axes, terms: Sequence[Term]) -> None:
             x, y = np.asarray(data["center"])
             ax.add_patch(Circle((y, x), float(data["radius"]), **style))
         elif term.name in ("box", "pass_through_box"):
-            (x0, y0), (x1, y1) = np.asarray(data["low"]), np.asarray(data["high"])
-            ax.add_patch(Rectangle((y0, x0), y1 - y0, x1 - x0, **style))
+            lows, highs = np.reshape(data["low"], (-1, 2)), np.reshape(data["high"], (-1, 2))
+            for (x0, y0), (x1, y1) in zip(lows, highs, strict=True):
+                ax.add_patch(Rectangle((y0, x0), y1 - y0, x1 - x0, **style))
 
 
 def plot_plan(
@@ -59,9 +61,4 @@ def plot_plan(
         chosen[-1, 1], chosen[-1, 0], "*", color="tab:orange", markersize=16, markeredgecolor="k"
     )
     ax.set_title(title, fontsize=9)
-    figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)

@@ -10,6 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from planner.viz.figures import save_figure
+
 
 def plot_training_curve(metrics_path: str | Path, png_path: str | Path) -> Path | None:
     """Loss (log scale) against step; ``None`` if there are no rows yet."""
@@ -31,7 +33,4 @@ def plot_training_curve(metrics_path: str | Path, png_path: str | Path) -> Path 
     axis.set_ylabel("loss")
     axis.set_title(f"{metrics_path.parent.name}: {rows[-1]['steps_per_second']:.1f} steps/s")
     axis.legend()
-    figure.tight_layout()
-    figure.savefig(png_path, dpi=110)
-    plt.close(figure)
-    return png_path
+    return save_figure(figure, png_path)
