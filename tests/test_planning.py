@@ -3,6 +3,7 @@
 import json
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import yaml
@@ -10,8 +11,9 @@ from test_training import TINY
 
 from planner.cli import main
 from planner.config import load_config
+from planner.data.normalize import Normalizer
 from planner.energies.terms import CONSTRAINT_TYPES, Layout, terms_from_specs
-from planner.planning.planner import Planner, shift_plan
+from planner.planning.planner import Planner, inpainting, shift_plan
 from planner.planning.run import load_run
 from planner.training import train
 
@@ -140,3 +142,17 @@ def test_pass_through_violation_is_zero_only_when_the_region_is_visited_in_time(
     assert float(region.violation_of(path)) == 0.0
     path[3, 2:4], path[5, 2:4] = [9, 9], [2.0, 2.0]  # visited, but after step 3
     assert float(region.violation_of(path)) > 0
+
+
+def test_inpainting_fixes_the_start_the_goal_at_rest_and_waypoints():
+    normalizer = Normalizer(jnp.full(6, 1.0), jnp.full(6, 2.0))
+    start, goal = np.array([[3.0, 1.0, 0.5, -0.5]]), np.array([[1.0, 1.0]])
+    mask, values = inpainting(MAZE_LAYOUT, 8, normalizer, start, goal, [(4, [3.0, 3.0])])
+    fixed = {(0, c) for c in range(2, 6)} | {(7, c) for c in range(2, 6)} | {(4, 2), (4, 3)}
+    assert {tuple(index) for index in np.argwhere(np.asarray(mask[0]))} == fixed
+    rows = np.asarray(normalizer.unnormalize(values))[0]
+    np.testing.assert_allclose(rows[0, 2:], start[0])
+    np.testing.assert_allclose(rows[7, 2:], [1.0, 1.0, 0.0, 0.0])
+    np.testing.assert_allclose(rows[4, 2:4], [3.0, 3.0])
+    with pytest.raises(ValueError, match="outside the plan's 8 steps"):
+        inpainting(MAZE_LAYOUT, 8, normalizer, start, goal, [(8, [3.0, 3.0])])

@@ -7,6 +7,7 @@ queries in one jitted call, scores every candidate with every term, and picks th
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -87,22 +88,30 @@ def inpainting(
     """Hard conditions ``(mask [1, H, D], values [Q, H, D] normalized)``: the training-time
     endpoint conditions (the observation ``start`` [Q, O] at step 0; at the last step the goal
     observation: position ``goal`` [Q, P], every other dimension 0, Diffuser's Maze2D
-    ``[x, y, 0, 0]``) plus each waypoint ``(step, position [P])``
-    fixing the position at ``step``."""
-    start = jnp.atleast_2d(jnp.asarray(start, jnp.float32))
-    goal_observation = None
-    if goal is not None:
-        goal_position = jnp.broadcast_to(
-            jnp.asarray(goal, jnp.float32), (start.shape[0], len(layout.position))
-        )
-        goal_observation = jnp.zeros_like(start).at[:, list(layout.position)].set(goal_position)
-    mask, values = endpoint_conditions(start, goal_observation, horizon, layout.action_dim)
-    position = list(layout.position_columns)
-    for step, point in waypoints:
+    ``[x, y, 0, 0]``) plus each waypoint ``(step, position [P])`` fixing the position at
+    ``step``."""
+    steps = tuple(int(step) for step, _ in waypoints)
+    for step in steps:
         if not -horizon <= step < horizon:
             raise ValueError(f"waypoint step {step} is outside the plan's {horizon} steps")
+    points = np.asarray([point for _, point in waypoints], np.float32)
+    start = np.atleast_2d(np.asarray(start, np.float32))
+    goal = None if goal is None else np.asarray(goal, np.float32)
+    return _inpainting(layout, horizon, steps, normalizer, start, goal, points)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _inpainting(layout, horizon, steps, normalizer, start, goal, points):
+    """One compiled program per layout, horizon and waypoint steps (eager ``.at`` updates
+    would compile one small kernel each on the first call)."""
+    goal_observation = None
+    if goal is not None:
+        goal_observation = jnp.zeros_like(start).at[:, list(layout.position)].set(goal)
+    mask, values = endpoint_conditions(start, goal_observation, horizon, layout.action_dim)
+    position = list(layout.position_columns)
+    for index, step in enumerate(steps):
         mask = mask.at[0, step, position].set(True)
-        values = values.at[:, step, position].set(jnp.asarray(point, jnp.float32))
+        values = values.at[:, step, position].set(points[index])
     return mask, jnp.where(mask, normalizer.normalize(values), 0.0)
 
 
