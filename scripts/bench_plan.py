@@ -178,6 +178,10 @@ def markdown(record: dict) -> str:
         "2-core machine type (shared/specs/reference-results.md), not in this run. Speed-ups "
         "are only given for rows at the reference's settings.",
         "",
+        "This 2-core VM's speed varies between sessions: the same U-Maze plan (same code) took "
+        "230 ms per call in a run at git 5e4ec476b3 and 390–510 ms in later runs the same day, so "
+        "compare rows within one run, and speed-ups against the reference with care.",
+        "",
     ]
     missing = sorted(set(REFERENCE_SECONDS) - set(record["shapes"]))
     if missing:
