@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-all lint format bench-data bench-train bench-plan results-data clean
+.PHONY: setup demo test test-all lint format bench-data bench-train bench-plan results-data \
+	reproduce-maze2d clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,13 +15,13 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)  ## create .venv and install planner with its dev tools
 
-demo: setup  ## regenerate U-Maze (1M steps), summarize it, train its model briefly, and plan
+demo: setup  ## the whole pipeline on U-Maze in about 10 minutes of CPU: data, train, plan, eval
 	$(BIN)/planner data generate maze2d-umaze-v1
 	$(BIN)/planner data info maze2d-umaze-v1
 	$(BIN)/planner train --config configs/maze2d-umaze.yaml --run-dir runs/demo \
-		--set train.steps=300 --set train.checkpoint_every=100
-	$(BIN)/planner plan --run runs/demo --start 3,1 --goal 1,1 --set plan.n_candidates=8 \
-		--set 'plan.constraints=[{type: circle, center: [1.0, 2.0], radius: 0.3}]'
+		--set train.steps=1500 --set train.checkpoint_every=500
+	$(BIN)/planner plan --run runs/demo --config configs/plans/umaze-obstacle.yaml
+	$(BIN)/planner eval --run runs/demo --episodes 10 --batch-size 10
 
 test: setup  ## the fast CPU test suite (what CI runs)
 	$(BIN)/pytest -q -m "not slow"
@@ -44,6 +45,9 @@ bench-train: setup  ## training steps/s of the Maze2D configs -> results/bench.m
 
 bench-plan: setup  ## planning latency (U-Maze and locomotion shapes) -> results/bench_plan.md
 	$(BIN)/python scripts/bench_plan.py
+
+reproduce-maze2d: setup  ## data, training (CPU budget), evaluation -> results/maze2d.md
+	$(BIN)/python scripts/reproduce.py --suite maze2d --knobs
 
 results-data: bench-data  ## regenerate all three Maze2D datasets and write results/data.md
 	$(BIN)/python scripts/data_report.py --force

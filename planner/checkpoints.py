@@ -21,16 +21,17 @@ from planner.provenance import git_revision
 
 # A checkpoint belongs to one model trained on one dataset: these sections must match to resume.
 IDENTITY_SECTIONS = ("data", "model", "diffusion")
-KEPT_CHECKPOINTS = 3
 
 
 class CheckpointError(PlannerError, RuntimeError):
     """A checkpoint that cannot be used here, with what to do about it."""
 
 
-def checkpoint_manager(run_dir: str | Path) -> ocp.CheckpointManager:
+def checkpoint_manager(run_dir: str | Path, keep: int | None = None) -> ocp.CheckpointManager:
+    """The run's Orbax manager; when saving, only the latest ``keep`` checkpoints stay
+    (``None``: all)."""
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=KEPT_CHECKPOINTS, create=True, enable_async_checkpointing=False
+        max_to_keep=keep, create=True, enable_async_checkpointing=False
     )
     return ocp.CheckpointManager(Path(run_dir).absolute() / "checkpoints", options=options)
 

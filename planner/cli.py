@@ -5,6 +5,7 @@ planner data info PATH_OR_ID [--source ...] [--segmentation ...] [--plot FILE]
 planner train --config FILE [--set section.key=value ...] [--run-dir DIR] [--overfit-batch]
 planner train-value --config FILE [--set ...] [--run-dir DIR]
 planner plan --run RUN_DIR [--config FILE] [--set plan.key=value ...] [--start x,y] [--goal x,y]
+planner eval --run RUN_DIR [--episodes N] [--seed S] [--multi-task] [--replan-every K] [--set ...]
 planner config show --config FILE [--set section.key=value ...] [--out FILE]
 planner config docs
 """
@@ -93,6 +94,28 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--out", type=Path, help="output directory (default: RUN/plans)")
     plan.set_defaults(handler=_plan)
 
+    evaluate = commands.add_parser("eval", help="score a trained run in the simulator")
+    evaluate.add_argument("--run", required=True, type=Path, help="a `planner train` run directory")
+    evaluate.add_argument("--config", type=Path, help="a YAML file whose plan: section is used")
+    evaluate.add_argument(
+        "--set", action="append", default=[], metavar="plan.key=value or eval.key=value"
+    )
+    evaluate.add_argument("--episodes", type=_positive_int, help="default: eval.episodes (100)")
+    evaluate.add_argument("--seed", type=int, help="seed of starts and goals (default: eval.seed)")
+    evaluate.add_argument(
+        "--multi-task", action="store_true", help="Multi2D: a random goal per episode"
+    )
+    evaluate.add_argument(
+        "--replan-every", type=int, metavar="K", help="replan every K steps (default: never)"
+    )
+    evaluate.add_argument(
+        "--warm-start-level", type=int, metavar="L", help="replans start from the previous plan"
+    )
+    evaluate.add_argument("--batch-size", type=_positive_int, help="episodes run together")
+    evaluate.add_argument("--step", type=int, help="checkpoint step (default: the latest)")
+    evaluate.add_argument("--out", type=Path, help="default: RUN/eval/{single,multi2d}-seedS")
+    evaluate.set_defaults(handler=_eval)
+
     config = commands.add_parser("config", help="inspect configs")
     config_commands = config.add_subparsers(required=True, metavar="action")
     show = config_commands.add_parser("show", help="print a fully resolved config")
@@ -121,6 +144,37 @@ def _positive_int(text: str) -> int:
 
 
 # --- planning --------------------------------------------------------------------------------
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from planner.eval.command import run_eval
+
+    flags = {
+        "episodes": args.episodes,
+        "seed": args.seed,
+        "multi_task": args.multi_task or None,
+        "replan_every": args.replan_every,
+        "warm_start_level": args.warm_start_level,
+        "batch_size": args.batch_size,
+    }
+    overrides = args.set + [f"eval.{k}={v}" for k, v in flags.items() if v is not None]
+    summary = run_eval(args.run, args.config, overrides, args.step, args.out)
+    scores = summary["scores"]
+    d4rl, ours = scores["normalized_d4rl"], scores.get("normalized_this_simulator")
+    mode = "Multi2D" if summary["multi_task"] else "single-task"
+    print(
+        f"{summary['task']} {mode}, {scores['episodes']} episodes, "
+        f"checkpoint {summary['checkpoint_step']}: normalized score "
+        f"{d4rl['mean']:.1f} ± {d4rl['stderr']:.1f} (D4RL references)"
+        + (f", {ours['mean']:.1f} ± {ours['stderr']:.1f} (this simulator's)" if ours else "")
+    )
+    print(
+        f"  return {scores['return']['mean']:.1f}, success {100 * scores['success_rate']:.0f} %, "
+        f"{summary['seconds']} s"
+    )
+    out = Path(summary["out_dir"])
+    print(f"wrote {out / 'scores.json'}, {out / 'rollouts.png'}, {out / 'rollouts.npz'}")
+    return 0
 
 
 def _plan(args: argparse.Namespace) -> int:

@@ -140,6 +140,9 @@ class TrainConfig:
     value_steps: int = _field(200_000, "Gradient steps of `planner train-value`.", ge=1)
     steps_per_dispatch: int = _field(10, "Gradient steps per jitted call (lax.scan).", ge=1)
     checkpoint_every: int = _field(10_000, "Steps between checkpoints.", ge=1)
+    keep_checkpoints: int | None = _field(
+        3, "Checkpoints kept (the latest); null = all, e.g. to score every one.", ge=1
+    )
     log_every: int = _field(100, "Steps between metric records.", ge=1)
     seed: int = _field(0, "Seed of parameter initialization and batch sampling.", ge=0)
 
@@ -207,6 +210,16 @@ class EvalConfig:
     episodes: int = _field(100, "Evaluation episodes.", ge=1)
     seed: int = _field(0, "Seed of the start (and goal) distribution.", ge=0)
     multi_task: bool = _field(False, "Random goal per episode (Multi2D) instead of the fixed one.")
+    replan_every: int = _field(
+        0, "Plan again every this many steps (0 = one open-loop plan per episode).", ge=0
+    )
+    warm_start_level: int | None = _field(
+        None,
+        "Replans re-noise the previous plan to this level and denoise from there; null = "
+        "replans start from noise.",
+        ge=0,
+    )
+    batch_size: int = _field(25, "Episodes planned and simulated together.", ge=1)
 
 
 @dataclass(frozen=True)

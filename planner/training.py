@@ -138,7 +138,7 @@ def train(
     """Train (or resume) the ``kind`` model of ``config`` in ``run_dir``; returns a summary."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    manager = checkpoint_manager(run_dir)
+    manager = checkpoint_manager(run_dir, config.train.keep_checkpoints)
     latest = manager.latest_step()
     if latest is not None:
         check_compatible(

@@ -80,6 +80,9 @@ def markdown(record: dict) -> str:
     lines = [
         "# Benchmarks",
         "",
+        "Planning latency (U-Maze and value-guided locomotion shapes, DDPM, DDIM, warm start) "
+        "is on its own page: [bench_plan.md](bench_plan.md) (`make bench-plan`).",
+        "",
         "## Training throughput (`planner train`)",
         "",
         "`python scripts/bench_train.py` on the regenerated datasets; "

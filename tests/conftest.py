@@ -6,6 +6,7 @@ import jax
 import numpy as np
 import pytest
 
+from planner.config import load_config
 from planner.data.maze2d import generate_maze2d
 from planner.envs.maze2d import get_maze_task
 
@@ -48,3 +49,17 @@ def umaze_arrays(umaze) -> dict[str, np.ndarray]:
     for value in arrays.values():
         value.setflags(write=False)
     return arrays
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tmp_path_factory, shared_data_dir):
+    """A tiny U-Maze diffusion run (``root/diffusion``) and value run (``root/value``)."""
+    from test_training import TINY
+
+    from planner.training import train
+
+    root = tmp_path_factory.mktemp("runs")
+    config = load_config("configs/maze2d-umaze.yaml", [*TINY, f"data.data_dir={shared_data_dir}"])
+    train(config, root / "diffusion", "diffusion", show_progress=False)
+    train(config, root / "value", "value", show_progress=False)
+    return root

@@ -13,7 +13,7 @@ from planner.diffusion.schedule import (
     start_from_noise,
 )
 from planner.models.denoiser import make_energy_fn, make_predict_fn, make_unet
-from planner.models.unet import TemporalUnet, init_params
+from planner.models.unet import TemporalUnet, init_params, temporal_conv
 from planner.models.value import ValueNet
 
 
@@ -31,6 +31,27 @@ def test_unet_keeps_the_trajectory_shape(horizon, dim_mults, attention):
     t = jnp.array([0, 3, 9])
     params = init_params(unet, jax.random.key(0), x, t)
     assert jax.jit(unet.apply)(params, x, t).shape == (3, horizon, 5)
+
+
+@pytest.mark.parametrize("length", [2, 4, 16])
+def test_temporal_conv_equals_lax_convolution(length):
+    """Short inputs take the explicit-taps path; its values and gradients equal lax's."""
+    x = jax.random.normal(jax.random.key(0), (3, length, 6))
+    kernel = jax.random.normal(jax.random.key(1), (5, 6, 7))
+
+    def lax_conv(x, kernel):
+        dims = ("NWC", "WIO", "NWC")
+        return jax.lax.conv_general_dilated(x, kernel, (1,), [(2, 2)], dimension_numbers=dims)
+
+    def ours(x, kernel):
+        dims = ("NWC", "WIO", "NWC")
+        return temporal_conv(x, kernel, (1,), [(2, 2)], dimension_numbers=dims)
+
+    np.testing.assert_allclose(ours(x, kernel), lax_conv(x, kernel), rtol=1e-5, atol=1e-5)
+    grads = jax.grad(lambda x, k: jnp.sum(jnp.sin(ours(x, k))), argnums=(0, 1))(x, kernel)
+    expected = jax.grad(lambda x, k: jnp.sum(jnp.sin(lax_conv(x, k))), argnums=(0, 1))(x, kernel)
+    for got, want in zip(grads, expected, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
 def test_umaze_parameter_count_matches_the_reference():

@@ -7,26 +7,19 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import yaml
-from test_training import TINY
 
 from planner.cli import main
-from planner.config import load_config
 from planner.data.normalize import Normalizer
 from planner.energies.terms import CONSTRAINT_TYPES, Layout, terms_from_specs
 from planner.planning.planner import Planner, inpainting, shift_plan
 from planner.planning.run import load_run
-from planner.training import train
 
 MAZE_LAYOUT = Layout(action_dim=2, observation_dim=4)
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory, shared_data_dir):
-    root = tmp_path_factory.mktemp("runs")
-    config = load_config("configs/maze2d-umaze.yaml", [*TINY, f"data.data_dir={shared_data_dir}"])
-    train(config, root / "diffusion", "diffusion", show_progress=False)
-    train(config, root / "value", "value", show_progress=False)
-    return root
+@pytest.fixture
+def runs(tiny_runs):
+    return tiny_runs
 
 
 def write_plan(tmp_path, **plan):
@@ -78,7 +71,7 @@ def test_start_and_goal_from_the_command_line_override_the_config(runs, tmp_path
         (["--set", "plan.constraints=[{type: circle, center: [1, 1]}]"], "needs radius"),
         (["--set", "plan.constraints=[{type: circle, center: [1], radius: 1}]"], "2 numbers"),
         (["--set", "plan.corrector=mala", "--set", "plan.corrector_steps=2"], "energy-param"),
-        (["--set", "train.steps=3"], "only change plan"),
+        (["--set", "train.steps=3"], "only plan.* settings"),
     ],
 )
 def test_bad_requests_get_clear_errors(runs, tmp_path, capsys, arguments, message):

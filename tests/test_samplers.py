@@ -49,7 +49,8 @@ def gaussian(mean: float, std: float, schedule=SCHEDULE) -> Denoiser:
 
 
 def draw(spec, denoiser, seed=0, terms=(), mask=FREE, values=ZEROS, schedule=SCHEDULE):
-    result = sample(jax.random.key(seed), spec, schedule, denoiser, terms, IDENTITY, mask, values)
+    keys = jax.random.split(jax.random.key(seed), values.shape[0])
+    result = sample(keys, spec, schedule, denoiser, terms, IDENTITY, mask, values)
     return np.asarray(result.trajectories), result
 
 
@@ -105,20 +106,34 @@ def test_ddim_with_every_step_and_eta_one_matches_ddpm_in_distribution():
     assert abs(ddpm.var() - ddim.var()) < 4 * 0.36 * np.sqrt(4 / N_SAMPLES)
 
 
+def test_a_sample_does_not_depend_on_the_rest_of_the_batch():
+    model = gaussian(0.3, 0.6)
+    keys = jax.random.split(jax.random.key(2), 4)
+    spec = EXACT.replace(corrector="ula", corrector_steps=2)
+    whole = sample(keys, spec, SCHEDULE, model, (), IDENTITY, FREE, jnp.zeros((4, HORIZON, DIM)))
+    part = sample(keys[2:], spec, SCHEDULE, model, (), IDENTITY, FREE, jnp.zeros((2, HORIZON, DIM)))
+    np.testing.assert_allclose(part.trajectories, whole.trajectories[2:], atol=1e-6)
+
+
 def test_scan_sampler_equals_a_python_loop_reference():
     model = gaussian(0.3, 0.6)
     batch = 3
     values = jnp.zeros((batch, HORIZON, DIM))
     x, _ = draw(EXACT.replace(noise_scale=1.0), model, seed=5, values=values)
 
-    # the reference: Diffuser's p_sample_loop written as a plain loop with the same keys
-    init_key, loop_key = jax.random.split(jax.random.key(5))
-    y = np.asarray(jax.random.normal(init_key, values.shape), np.float64)
+    # the reference: Diffuser's p_sample_loop written as a plain loop; sample b's noise comes
+    # from its own key, split into an initial key and one key per level
+    shape = values.shape[1:]
+    init_keys, level_keys = zip(
+        *[jax.random.split(key) for key in jax.random.split(jax.random.key(5), batch)],
+        strict=True,
+    )
+    y = np.stack([np.asarray(jax.random.normal(key, shape), np.float64) for key in init_keys])
     betas = np.asarray(SCHEDULE.betas, np.float64)
     alpha_bar = np.cumprod(1 - betas)
-    keys = jax.random.split(loop_key, 32)
+    level_keys = [jax.random.split(key, 32) for key in level_keys]
     for t in range(31, -1, -1):
-        update_key, _ = jax.random.split(keys[31 - t])
+        update_keys = [jax.random.split(keys[31 - t])[0] for keys in level_keys]
         prev = alpha_bar[t - 1] if t > 0 else 1.0
         eps = np.asarray(model.noise(jnp.asarray(y, jnp.float32), jnp.full((batch,), t)))
         clean = (y - np.sqrt(1 - alpha_bar[t]) * eps) / np.sqrt(alpha_bar[t])
@@ -126,7 +141,7 @@ def test_scan_sampler_equals_a_python_loop_reference():
             1 - alpha_bar[t]
         )
         std = np.sqrt(betas[t] * (1 - prev) / (1 - alpha_bar[t]))
-        noise = np.asarray(jax.random.normal(update_key, values.shape))
+        noise = np.stack([np.asarray(jax.random.normal(key, shape)) for key in update_keys])
         y = mean + (std * noise if t > 0 else 0.0)
     np.testing.assert_allclose(x, y, atol=2e-4)
 
@@ -205,9 +220,8 @@ def test_warm_start_from_a_low_level_stays_near_the_previous_plan():
     model = gaussian(0.0, 1.0)
     previous = jnp.full((50, HORIZON, DIM), 0.8)
     spec = EXACT.replace(method="ddim", start_level=3)
-    result = sample(
-        jax.random.key(0), spec, SCHEDULE, model, (), IDENTITY, FREE, previous * 0, previous
-    )
+    keys = jax.random.split(jax.random.key(0), 50)
+    result = sample(keys, spec, SCHEDULE, model, (), IDENTITY, FREE, previous * 0, previous)
     assert abs(float(result.trajectories.mean()) - 0.8) < 0.1
     assert result.evaluations == 4
 

@@ -1,7 +1,9 @@
 """Jitted guided samplers: one ``lax.scan`` over noise levels inside one ``jit``.
 
-``sample(key, spec, schedule, denoiser, terms, normalizer, mask, values, warm_start=None)``
-draws ``B`` trajectories ``[B, H, D]`` (normalized) from the denoiser composed with energy terms:
+``sample(keys, spec, schedule, denoiser, terms, normalizer, mask, values, warm_start=None)``
+draws ``B`` trajectories ``[B, H, D]`` (normalized) from the denoiser composed with energy terms,
+trajectory ``b`` from its own key ``keys[b]``: a sample does not depend on what else is in the
+batch, so planning 100 episodes at once gives the plans of planning them one by one.
 
 - ``ddpm``: ancestral sampling with Diffuser's semantics: guidance steps on ``x_t`` before the
   model is evaluated, the clean estimate clipped to [-1, 1], the posterior mean plus noise (none at
@@ -40,6 +42,16 @@ from planner.diffusion.schedule import Schedule, add_noise, start_from_noise
 from planner.energies.base import Term, composed_energy, guidance_gradient
 
 MIN_VARIANCE = 1e-20  # Diffuser clips the log posterior variance at this value
+
+
+def split_keys(keys: jax.Array, n: int) -> jax.Array:
+    """``[B]`` per-sample keys → ``[n, B]``: ``n`` fresh keys for every sample."""
+    return jnp.swapaxes(jax.vmap(lambda key: jax.random.split(key, n))(keys), 0, 1)
+
+
+def _normal(keys: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    """``[B, *shape[1:]]`` standard normals, row ``b`` drawn from ``keys[b]``."""
+    return jax.vmap(lambda key: jax.random.normal(key, shape[1:]))(keys)
 
 
 @dataclass(frozen=True)
@@ -161,7 +173,7 @@ def _clean_estimate(
 
 
 def _ddpm_update(
-    spec: SamplerSpec, schedule: Schedule, x: jax.Array, clean: jax.Array, t: jax.Array, key
+    spec: SamplerSpec, schedule: Schedule, x: jax.Array, clean: jax.Array, t: jax.Array, keys
 ) -> jax.Array:
     alpha_bar, alpha_bar_prev = _alpha_bar(schedule, t), _alpha_bar(schedule, t - 1)
     beta = schedule.betas[t]
@@ -169,7 +181,7 @@ def _ddpm_update(
         beta * jnp.sqrt(alpha_bar_prev) * clean + (1 - alpha_bar_prev) * jnp.sqrt(1 - beta) * x
     ) / (1 - alpha_bar)
     std = jnp.sqrt(jnp.maximum(_posterior_variance(schedule, t), MIN_VARIANCE))
-    noise = jax.random.normal(key, x.shape) * spec.noise_scale
+    noise = _normal(keys, x.shape) * spec.noise_scale
     return mean + jnp.where(t > 0, std, 0.0) * noise
 
 
@@ -180,7 +192,7 @@ def _ddim_update(
     clean: jax.Array,
     t: jax.Array,
     t_prev: jax.Array,
-    key,
+    keys,
 ) -> jax.Array:
     alpha_bar, alpha_bar_prev = _alpha_bar(schedule, t), _alpha_bar(schedule, t_prev)
     noise_estimate = (x - jnp.sqrt(alpha_bar) * clean) / jnp.sqrt(1 - alpha_bar)
@@ -188,7 +200,7 @@ def _ddim_update(
         (1 - alpha_bar_prev) / (1 - alpha_bar) * (1 - alpha_bar / alpha_bar_prev)
     )
     direction = jnp.sqrt(jnp.maximum(1 - alpha_bar_prev - sigma**2, 0.0)) * noise_estimate
-    noise = jax.random.normal(key, x.shape) * spec.noise_scale
+    noise = _normal(keys, x.shape) * spec.noise_scale
     return jnp.sqrt(alpha_bar_prev) * clean + direction + sigma * noise
 
 
@@ -224,10 +236,11 @@ def _corrector_target(
     return with_score
 
 
-def _metropolis(key, log_ratio: jax.Array) -> tuple[jax.Array, jax.Array]:
+def _metropolis(keys, log_ratio: jax.Array) -> tuple[jax.Array, jax.Array]:
     """``(accepted [B] bool, acceptance probability [B])`` for log acceptance ratios [B]."""
     probability = jnp.exp(jnp.minimum(log_ratio, 0.0))
-    return jax.random.uniform(key, log_ratio.shape) < probability, probability
+    uniform = jax.vmap(lambda key: jax.random.uniform(key))(keys)
+    return uniform < probability, probability
 
 
 def _per_sample(values: jax.Array) -> jax.Array:
@@ -245,7 +258,7 @@ def _correct(
     log_step: jax.Array,
     mask: jax.Array,
     values: jax.Array,
-    key,
+    keys,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """``corrector_steps`` MCMC steps at level ``t`` on the free (unconditioned) entries.
 
@@ -258,26 +271,24 @@ def _correct(
     metropolis = denoiser.has_energy and spec.corrector in ("mala", "hmc")
     adaptation = 0.1  # step of the log step size per unit of acceptance error
 
-    def langevin(x, log_step, key):
+    def langevin(x, log_step, keys):
         step = _per_sample(spec.corrector_step_size * sigma**2 * jnp.exp(log_step))
-        noise_key, accept_key = jax.random.split(key)
+        noise_keys, accept_keys = split_keys(keys, 2)
         log_p, score = target(x)
-        proposal = x + free * (
-            0.5 * step * score + jnp.sqrt(step) * jax.random.normal(noise_key, x.shape)
-        )
+        proposal = x + free * (0.5 * step * score + jnp.sqrt(step) * _normal(noise_keys, x.shape))
         if not metropolis:
             return proposal, jnp.ones(x.shape[0])
         log_p_new, score_new = target(proposal)
         forward = jnp.sum(free * (proposal - x - 0.5 * step * score) ** 2, axis=(1, 2))
         backward = jnp.sum(free * (x - proposal - 0.5 * step * score_new) ** 2, axis=(1, 2))
         log_ratio = log_p_new - log_p + (forward - backward) / (2 * step[:, 0, 0])
-        accepted, probability = _metropolis(accept_key, log_ratio)
+        accepted, probability = _metropolis(accept_keys, log_ratio)
         return jnp.where(_per_sample(accepted), proposal, x), probability
 
-    def hamiltonian(x, log_step, key):
+    def hamiltonian(x, log_step, keys):
         step = _per_sample(jnp.sqrt(spec.corrector_step_size * sigma**2 * jnp.exp(log_step)))
-        momentum_key, accept_key = jax.random.split(key)
-        momentum = free * jax.random.normal(momentum_key, x.shape)
+        momentum_keys, accept_keys = split_keys(keys, 2)
+        momentum = free * _normal(momentum_keys, x.shape)
         log_p, score = target(x)
         position, velocity = x, momentum + 0.5 * step * score
         for leap in range(spec.leapfrog_steps):
@@ -292,21 +303,21 @@ def _correct(
             return 0.5 * jnp.sum(free * v**2, axis=(1, 2))
 
         log_ratio = log_p_new - log_p + kinetic(momentum) - kinetic(velocity)
-        accepted, probability = _metropolis(accept_key, log_ratio)
+        accepted, probability = _metropolis(accept_keys, log_ratio)
         return jnp.where(_per_sample(accepted), position, x), probability
 
     move = hamiltonian if spec.corrector == "hmc" else langevin
 
-    def one_step(carry, key):
+    def one_step(carry, keys):
         x, log_step, acceptance = carry
-        x, probability = move(x, log_step, key)
+        x, probability = move(x, log_step, keys)
         if metropolis:
             log_step = log_step + adaptation * (probability - spec.target_accept)
         return (impose(x, mask, values), log_step, acceptance + probability), None
 
-    keys = jax.random.split(key, spec.corrector_steps)
     start = (x, log_step, jnp.zeros(x.shape[0]))
-    (x, log_step, acceptance), _ = jax.lax.scan(one_step, start, keys)
+    step_keys = split_keys(keys, spec.corrector_steps)
+    (x, log_step, acceptance), _ = jax.lax.scan(one_step, start, step_keys)
     return x, log_step, acceptance / spec.corrector_steps
 
 
@@ -315,7 +326,7 @@ def _correct(
 
 @functools.partial(jax.jit, static_argnames=("spec",))
 def sample(
-    key: jax.Array,
+    keys: jax.Array,
     spec: SamplerSpec,
     schedule: Schedule,
     denoiser: Denoiser,
@@ -327,13 +338,16 @@ def sample(
 ) -> SampleResult:
     """``B`` trajectories from the composed model (see the module docstring).
 
-    ``mask`` [1, H, D] bool and ``values`` [B, H, D] (normalized) are the hard conditions;
+    ``keys`` [B] are the samples' random keys (``jax.random.split(key, B)``); ``mask``
+    [1, H, D] bool and ``values`` [B, H, D] (normalized) are the hard conditions;
     ``warm_start`` [B, H, D] (normalized) is a previous plan to re-noise to ``spec.start_level``.
     """
     levels = sampling_levels(spec, schedule.n_steps)
     previous = np.append(levels[1:], -1).astype(np.int32)  # -1: the clean data
-    init_key, loop_key = jax.random.split(key)
-    noise = jax.random.normal(init_key, values.shape)
+    if keys.shape != values.shape[:1]:
+        raise ValueError(f"need one key per sample: keys {keys.shape}, values {values.shape}")
+    init_keys, loop_keys = split_keys(keys, 2)
+    noise = _normal(init_keys, values.shape)
     if warm_start is None:
         x = noise
     else:
@@ -343,20 +357,20 @@ def sample(
 
     def body(carry, inputs):
         x, log_step, acceptance = carry
-        t, t_prev, step_key = inputs
-        update_key, corrector_key = jax.random.split(step_key)
+        t, t_prev, step_keys = inputs
+        update_keys, corrector_keys = split_keys(step_keys, 2)
         x, clean = _clean_estimate(spec, schedule, denoiser, terms, normalizer, x, t, mask, values)
         if spec.method == "ddpm":
-            x = _ddpm_update(spec, schedule, x, clean, t, update_key)
+            x = _ddpm_update(spec, schedule, x, clean, t, update_keys)
         else:
-            x = _ddim_update(spec, schedule, x, clean, t, t_prev, update_key)
+            x = _ddim_update(spec, schedule, x, clean, t, t_prev, update_keys)
         x = impose(x, mask, values)
         if correcting:
 
             def correct(x, log_step, acceptance):
                 x, log_step, accepted = _correct(
                     spec, denoiser, terms, normalizer, schedule, x, t_prev, log_step, mask,
-                    values, corrector_key,
+                    values, corrector_keys,
                 )  # fmt: skip
                 return x, log_step, acceptance + accepted
 
@@ -367,9 +381,9 @@ def sample(
         return (x, log_step, acceptance), None
 
     batch = values.shape[0]
-    keys = jax.random.split(loop_key, len(levels))
     start = (x, jnp.zeros(batch), jnp.zeros(batch))
-    (x, _, acceptance), _ = jax.lax.scan(body, start, (levels, previous, keys))
+    level_keys = split_keys(loop_keys, len(levels))
+    (x, _, acceptance), _ = jax.lax.scan(body, start, (levels, previous, level_keys))
     corrected_levels = len(levels) - 1 if correcting else 0
     return SampleResult(
         trajectories=x,

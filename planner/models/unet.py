@@ -46,6 +46,26 @@ class TimeEmbedding(nn.Module):
         return nn.Dense(self.dim)(mish(h))
 
 
+def temporal_conv(lhs: jax.Array, rhs: jax.Array, window_strides, padding, **options) -> jax.Array:
+    """``lax.conv_general_dilated`` for channels-last 1-D convolutions, ``lhs [B, L, C_in]``,
+    ``rhs [K, C_in, C_out]``, ``padding [(low, high)]``.
+
+    XLA:CPU runs a convolution whose output is shorter than its kernel about 20x slower than the
+    same arithmetic as one matmul (in a four-level U-Net over horizon 32 the deepest level has
+    length 4 and kernel 5: 73 ms instead of 3.6 ms at batch 64). Those convolutions are computed
+    here from explicit taps, the ``K`` shifted copies of the padded input side by side times the
+    kernel reshaped to ``[K · C_in, C_out]``; every other one goes to ``lax``.
+    """
+    kernel_size, _, features = rhs.shape
+    ((low, high),) = padding
+    out_length = lhs.shape[1] + low + high - kernel_size + 1
+    if tuple(window_strides) != (1,) or out_length >= kernel_size:
+        return jax.lax.conv_general_dilated(lhs, rhs, window_strides, padding, **options)
+    padded = jnp.pad(lhs, ((0, 0), (low, high), (0, 0)))
+    taps = jnp.concatenate([padded[:, k : k + out_length] for k in range(kernel_size)], axis=-1)
+    return taps @ rhs.reshape(-1, features)
+
+
 class ConvBlock(nn.Module):
     """``[B, H, C_in]`` → ``[B, H, features]``: Conv1d(kernel) → GroupNorm(8) → Mish.
 
@@ -57,7 +77,12 @@ class ConvBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        x = nn.Conv(self.features, (self.kernel_size,), padding=self.kernel_size // 2)(x)
+        x = nn.Conv(
+            self.features,
+            (self.kernel_size,),
+            padding=self.kernel_size // 2,
+            conv_general_dilated=temporal_conv,
+        )(x)
         return mish(nn.GroupNorm(num_groups=math.gcd(GROUPS, self.features))(x))
 
 

@@ -18,7 +18,8 @@ import numpy as np
 import yaml
 
 from planner.config import Config, ConfigError, apply_override, config_from_dict, config_to_dict
-from planner.envs.maze2d import GOAL_RADIUS, Maze2DEnv, find_maze_task
+from planner.energies.base import Term
+from planner.envs.maze2d import GOAL_RADIUS, Maze2DEnv, MazeTask, find_maze_task
 from planner.planning.maze import (
     PlanRequestError,
     check_point,
@@ -33,9 +34,14 @@ from planner.viz.plan import plot_plan
 VIOLATION_TOLERANCE = 1e-3  # metres: a hard constraint "holds" within this
 
 
-def plan_config(run: TrainedRun, config_file: Path | None, overrides: Sequence[str]) -> Config:
+def plan_config(
+    run: TrainedRun,
+    config_file: Path | None,
+    overrides: Sequence[str],
+    sections_allowed: Sequence[str] = ("plan",),
+) -> Config:
     """The run's config with its ``plan`` section replaced by ``config_file``'s (if given) and
-    ``plan.*`` overrides applied."""
+    overrides of the ``sections_allowed`` applied."""
     sections = config_to_dict(run.config)
     if config_file is not None:
         if not config_file.is_file():
@@ -45,8 +51,9 @@ def plan_config(run: TrainedRun, config_file: Path | None, overrides: Sequence[s
             raise ConfigError(f"{config_file}: needs a `plan:` mapping")
         sections["plan"] = raw.get("plan") or {}
     for override in overrides:
-        if not override.startswith("plan."):
-            raise ConfigError(f"--set {override}: planning may only change plan.* settings")
+        if override.split(".", 1)[0] not in sections_allowed:
+            allowed = ", ".join(f"{name}.*" for name in sections_allowed)
+            raise ConfigError(f"--set {override}: only {allowed} settings can change here")
         apply_override(sections, override)
     return config_from_dict(sections, str(config_file or run.run_dir / "config.yaml"))
 
@@ -76,6 +83,42 @@ def _check_request(planner: Planner, start: np.ndarray, goal: np.ndarray, names:
                 )
 
 
+def build_planner(
+    run: TrainedRun, config: Config, task: MazeTask, start_level: int | None = None
+) -> tuple[Planner, list[Term], list[str]]:
+    """``(planner, terms, labels)`` for ``config.plan`` on ``run``: the configured constraints and
+    objectives plus the maze walls (unless ``plan.walls: off``); ``labels`` name each term's
+    config entry. ``start_level`` makes a warm-starting planner."""
+    plan = config.plan
+    value_runs = {
+        spec["run"]: load_run(spec["run"])
+        for spec in plan.objectives
+        if spec.get("type") == "value"
+    }
+    try:
+        terms = terms_from_config(plan, run.layout, value_runs)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    if plan.walls != "off":
+        terms.append(walls_term(task, run.layout, guide=plan.walls == "guide"))
+    horizon = plan.horizon or config.data.horizon
+    stride = 2 ** (len(config.model.dim_mults) - 1)
+    if horizon % stride:
+        raise ConfigError(f"plan.horizon must be a multiple of {stride}; got {horizon}")
+    spec = sampler_spec(plan, config.diffusion.clip_denoised, start_level)
+    try:
+        planner = Planner(
+            run.denoiser, run.schedule, run.normalizer, run.layout, horizon, spec, terms,
+            plan.select,
+        )  # fmt: skip
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    labels = [f"plan.constraints[{i}]" for i in range(len(plan.constraints))]
+    labels += [f"plan.objectives[{i}]" for i in range(len(plan.objectives))]
+    labels += ["plan.walls"] * (plan.walls != "off")
+    return planner, terms, labels
+
+
 def run_plan(
     run_dir: Path,
     config_file: Path | None = None,
@@ -100,32 +143,7 @@ def run_plan(
     for index, (_, point) in enumerate(waypoints):
         check_point(task, point, f"plan.waypoints[{index}]")
 
-    value_runs = {
-        spec["run"]: load_run(spec["run"])
-        for spec in plan.objectives
-        if spec.get("type") == "value"
-    }
-    try:
-        terms = terms_from_config(plan, run.layout, value_runs)
-    except ValueError as error:
-        raise ConfigError(str(error)) from None
-    if plan.walls != "off":
-        terms.append(walls_term(task, run.layout, guide=plan.walls == "guide"))
-    horizon = plan.horizon or config.data.horizon
-    stride = 2 ** (len(config.model.dim_mults) - 1)
-    if horizon % stride:
-        raise ConfigError(f"plan.horizon must be a multiple of {stride}; got {horizon}")
-    spec = sampler_spec(plan, config.diffusion.clip_denoised)
-    try:
-        planner = Planner(
-            run.denoiser, run.schedule, run.normalizer, run.layout, horizon, spec, terms,
-            plan.select,
-        )  # fmt: skip
-    except ValueError as error:
-        raise ConfigError(str(error)) from None
-    labels = [f"plan.constraints[{i}]" for i in range(len(plan.constraints))]
-    labels += [f"plan.objectives[{i}]" for i in range(len(plan.objectives))]
-    labels += ["plan.walls"] * (plan.walls != "off")
+    planner, terms, labels = build_planner(run, config, task)
     _check_request(planner, start_obs, goal_xy, labels)
     if not route_exists(task, start_obs[:2], goal_xy, terms, run.layout):
         warnings.warn(

@@ -1,7 +1,8 @@
 """A planner: a denoiser, hard conditions, energy terms and a sampler, behind one call.
 
 ``Planner.plan(key, start [Q, O], goal [Q, P])`` samples ``N`` candidates for each of ``Q``
-queries in one jitted call, scores every candidate with every term, and picks the best per query
+queries in one jitted call (query ``q`` from its own key, so its plans do not depend on the other
+queries), scores every candidate with every term, and picks the best per query
 (lowest total energy, or highest value). All arrays in and out are in environment units.
 """
 
@@ -117,7 +118,9 @@ def _inpainting(layout, horizon, steps, normalizer, start, goal, points):
 
 def shift_plan(plan: np.ndarray, executed: int) -> np.ndarray:
     """A previous plan ``[..., H, D]`` advanced by ``executed`` steps, the last row repeated to
-    keep its length: the warm start of the next plan."""
+    keep its length (all of it, once the whole plan has been executed): the warm start of the
+    next plan."""
+    executed = min(executed, plan.shape[-2])
     tail = np.repeat(plan[..., -1:, :], executed, axis=-2)
     return np.concatenate([plan[..., executed:, :], tail], axis=-2)
 
@@ -166,19 +169,24 @@ class Planner:
         waypoints: Sequence[tuple[int, Sequence[float]]] = (),
         warm_start: np.ndarray | None = None,
     ) -> Plans:
-        """Plans for ``Q`` queries: ``start`` [Q, O], ``goal`` [Q, P] or None, ``warm_start``
-        [Q, H, D] a previous plan (already shifted) when ``spec.start_level`` is set."""
+        """Plans for ``Q`` queries: ``key`` one key or ``[Q]`` keys (one per query), ``start``
+        [Q, O], ``goal`` [Q, P] or None, ``warm_start`` [Q, H, D] a previous plan (already
+        shifted) when ``spec.start_level`` is set."""
         mask, values = inpainting(
             self.layout, self.horizon, self.normalizer, start, goal, waypoints
         )
         queries = values.shape[0]
+        query_keys = jax.random.split(key, queries) if key.shape == () else key
+        if query_keys.shape != (queries,):
+            raise ValueError(f"{queries} queries need one key or {queries} keys; got {key.shape}")
+        keys = jax.vmap(lambda k: jax.random.split(k, n_candidates))(query_keys).reshape(-1)
         values = jnp.repeat(values, n_candidates, axis=0)
         initial = None
         if warm_start is not None:
             normalized = self.normalizer.normalize(jnp.asarray(warm_start, jnp.float32))
             initial = jnp.repeat(normalized, n_candidates, axis=0)
         result = sample(
-            key, self.spec, self.schedule, self.denoiser, self.terms, self.normalizer,
+            keys, self.spec, self.schedule, self.denoiser, self.terms, self.normalizer,
             mask, values, initial,
         )  # fmt: skip
         trajectories = self.normalizer.unnormalize(result.trajectories)

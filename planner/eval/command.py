@@ -1,0 +1,162 @@
+"""``planner eval``: score a trained run in the simulator under the D4RL Maze2D protocol.
+
+Writes ``scores.json`` (settings, scores under both reference tables, per-episode returns),
+``rollouts.npz`` and ``rollouts.png`` into ``RUN/eval/{single,multi2d}-seed{S}`` by default.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from planner.config import Config, config_to_dict
+from planner.data.maze2d import reference_scores
+from planner.data.sources import generated_path, reference_path
+from planner.envs.maze2d import MazeTask, find_maze_task, normalized_score
+from planner.eval.rollouts import PlanFn, Rollouts, run_episodes
+from planner.eval.scores import score_summary
+from planner.planning.command import build_planner, plan_config
+from planner.planning.maze import PlanRequestError
+from planner.planning.planner import Planner
+from planner.planning.run import TrainedRun, load_run
+from planner.provenance import git_revision
+from planner.viz.rollouts import plot_rollouts
+
+FIGURE_EPISODES = 8
+
+
+def simulator_references(task: MazeTask) -> dict[str, Any]:
+    """This simulator's reference returns (random policy, reused controller), stored next to the
+    default regenerated dataset; computed (100 episodes each, seed 0) and stored if missing."""
+    path = reference_path(generated_path(task, task.dataset_steps, 0, None))
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(reference_scores(task), indent=2))
+    return json.loads(path.read_text())
+
+
+def planner_policy(
+    planner: Planner, warm_planner: Planner | None, seed: int, n_candidates: int
+) -> PlanFn:
+    """Plans for a batch of episodes; episode ``i``'s ``r``-th plan uses the key
+    ``fold_in(fold_in(key(seed), i), r)``. Replans warm-start with ``warm_planner`` if given."""
+    root = jax.random.key(seed)
+
+    def plan(episodes, observations, goals, previous, replan):
+        keys = jax.vmap(lambda e: jax.random.fold_in(jax.random.fold_in(root, e), replan))(
+            jnp.asarray(episodes)
+        )
+        warm = previous is not None and warm_planner is not None
+        chosen = warm_planner if warm else planner
+        plans = chosen.plan(
+            keys, observations, goals, n_candidates, warm_start=previous if warm else None
+        )
+        return plans.chosen
+
+    return plan
+
+
+def evaluate(
+    run: TrainedRun, config: Config, task: MazeTask, show_progress: bool = True
+) -> Rollouts:
+    """All ``config.eval.episodes`` episodes, ``config.eval.batch_size`` at a time."""
+    settings = config.eval
+    planner, _, _ = build_planner(run, config, task)
+    warm_planner = None
+    if settings.replan_every and settings.warm_start_level is not None:
+        if settings.warm_start_level >= run.schedule.n_steps:
+            raise PlanRequestError(
+                f"eval.warm_start_level must be below the model's {run.schedule.n_steps} levels"
+            )
+        warm_planner = build_planner(run, config, task, settings.warm_start_level)[0]
+    plan_fn = planner_policy(planner, warm_planner, config.plan.seed, config.plan.n_candidates)
+    mode = "Multi2D" if settings.multi_task else "single-task"
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    parts: list[Rollouts] = []
+    with Progress(*columns, TimeElapsedColumn(), disable=not show_progress) as progress:
+        bar = progress.add_task(f"eval {task.name} {mode}", total=settings.episodes)
+        for first in range(0, settings.episodes, settings.batch_size):
+            episodes = range(first, min(first + settings.batch_size, settings.episodes))
+            rollouts = run_episodes(
+                task, plan_fn, run.layout, episodes, settings.seed, settings.multi_task,
+                settings.replan_every,
+            )  # fmt: skip
+            parts.append(rollouts)
+            returns = np.concatenate([part.returns for part in parts])
+            score = normalized_score(returns.mean(), task.d4rl_ref_min, task.d4rl_ref_max)
+            progress.update(
+                bar,
+                advance=len(episodes),
+                description=f"eval {task.name} {mode}: score {score:.1f}",
+            )
+    return Rollouts.concatenate(parts)
+
+
+def default_out_dir(run: TrainedRun, config: Config) -> Path:
+    mode = "multi2d" if config.eval.multi_task else "single"
+    return run.run_dir / "eval" / f"{mode}-seed{config.eval.seed}"
+
+
+def run_eval(
+    run_dir: Path,
+    config_file: Path | None = None,
+    overrides: Sequence[str] = (),
+    step: int | None = None,
+    out_dir: Path | None = None,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate and write the outputs; returns the summary written to ``scores.json``."""
+    run = load_run(run_dir, step)
+    config = plan_config(run, config_file, overrides, ("plan", "eval"))
+    task = find_maze_task(config.data.dataset)
+    if task is None:
+        raise PlanRequestError(f"{config.data.dataset}: `planner eval` runs Maze2D tasks only")
+    references = simulator_references(task)
+    began = time.perf_counter()
+    rollouts = evaluate(run, config, task, show_progress)
+    seconds = time.perf_counter() - began
+    summary = {
+        "task": task.name,
+        "multi_task": config.eval.multi_task,
+        "run": str(run.run_dir),
+        "checkpoint_step": run.step,
+        "eval": config_to_dict(config)["eval"],
+        "plan": config_to_dict(config)["plan"],
+        "scores": score_summary(rollouts, task, references),
+        "returns": rollouts.returns.tolist(),
+        "seconds": round(seconds, 1),
+        "device": jax.devices()[0].platform,
+        "machine": platform.platform(),
+        "git_revision": git_revision(),
+    }
+    out_dir = out_dir or default_out_dir(run, config)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "scores.json").write_text(json.dumps(summary, indent=2) + "\n")
+    np.savez_compressed(
+        out_dir / "rollouts.npz",
+        episodes=rollouts.episodes,
+        rewards=rollouts.rewards,
+        observations=rollouts.observations,
+        goals=rollouts.goals,
+        first_plans=rollouts.first_plans,
+    )
+    shown = slice(0, FIGURE_EPISODES)
+    position = list(run.layout.position_columns)
+    plot_rollouts(
+        out_dir / "rollouts.png",
+        task,
+        rollouts.first_plans[shown][..., position],
+        rollouts.observations[shown][..., list(run.layout.position)],
+        rollouts.goals[shown],
+        rollouts.returns[shown],
+    )
+    return {**summary, "out_dir": str(out_dir)}

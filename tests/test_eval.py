@@ -1,0 +1,127 @@
+"""`planner eval`: the tracking controller, batched episodes, score arithmetic."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from planner.cli import main
+from planner.energies.terms import Layout
+from planner.envs.maze2d import GOAL_RADIUS, Maze2DEnv, get_maze_task, normalized_score
+from planner.eval.command import evaluate
+from planner.eval.rollouts import Rollouts, run_episodes, tracking_actions
+from planner.eval.scores import score_summary
+from planner.planning.command import plan_config
+from planner.planning.run import load_run
+
+MAZE_LAYOUT = Layout(action_dim=2, observation_dim=4)
+SIMULATOR_STEP = 0.01  # seconds per environment step
+
+
+def test_normalized_score_arithmetic(umaze):
+    assert normalized_score(100.0, 20.0, 180.0) == pytest.approx(50.0)
+    assert normalized_score(umaze.d4rl_ref_max, umaze.d4rl_ref_min, umaze.d4rl_ref_max) == 100
+    rewards = np.zeros((2, 300))
+    rewards[0, -10:] = 1  # return 10, first reward at step 291
+    rewards[1, -30:] = 1  # return 30, first reward at step 271
+    rollouts = Rollouts(np.arange(2), rewards, np.zeros((2, 301, 4)), np.zeros((2, 2)), None)
+    summary = score_summary(rollouts, umaze, {"ref_min": 0.0, "ref_max": 40.0})
+    assert summary["return"] == {"mean": 20.0, "stderr": pytest.approx(10.0)}  # std 14.14 / √2
+    assert summary["normalized_this_simulator"]["mean"] == pytest.approx(50.0)
+    assert summary["normalized_this_simulator"]["stderr"] == pytest.approx(25.0)
+    d4rl = 100 * (20.0 - umaze.d4rl_ref_min) / (umaze.d4rl_ref_max - umaze.d4rl_ref_min)
+    assert summary["normalized_d4rl"]["mean"] == pytest.approx(d4rl)
+    assert summary["success_rate"] == 1.0
+    assert summary["time_to_goal"]["mean"] == pytest.approx(281.0)
+
+
+def test_tracking_a_straight_line_plan_reaches_the_goal(umaze):
+    """The bottom corridor of the U-Maze, (3, 1) to (3, 3), is open space."""
+    env = Maze2DEnv(umaze)
+    start, goal = np.array([3.0, 1.0]), np.array([3.0, 3.0])
+    observation, _ = env.reset(options={"start": start, "velocity": [0, 0], "goal": goal})
+    line = np.linspace(start, goal, 100)
+    velocity = np.gradient(line, SIMULATOR_STEP, axis=0)  # consistent with the positions
+    plan = np.concatenate([line, velocity], axis=1)[None]  # [1, H, 4]
+    rewards = []
+    for step in range(umaze.max_episode_steps):
+        action = tracking_actions(plan, observation[None], step, MAZE_LAYOUT)[0]
+        observation, reward, *_ = env.step(action)
+        rewards.append(reward)
+    assert np.linalg.norm(observation[:2] - goal) < GOAL_RADIUS / 2
+    assert sum(rewards) > 150  # arrives early and stays
+
+
+def test_tracking_aims_at_the_last_waypoint_at_rest_after_the_plan():
+    plan = np.array([[[0.0, 0.0, 1.0, 1.0], [1.0, 2.0, 3.0, 4.0]]])
+    observation = np.array([[0.5, 0.5, 0.1, 0.2]])
+    during = tracking_actions(plan, observation, 0, MAZE_LAYOUT)
+    np.testing.assert_allclose(during, [[0.5 + 2.9, 1.5 + 3.8]])
+    after = tracking_actions(plan, observation, 5, MAZE_LAYOUT)
+    np.testing.assert_allclose(after, [[0.5 - 0.1, 1.5 - 0.2]])
+
+
+def eval_cli(tiny_runs, tmp_path, *extra):
+    out = tmp_path / "eval"
+    args = ["eval", "--run", str(tiny_runs / "diffusion"), "--out", str(out), *extra]
+    return main(args), out
+
+
+def test_eval_cli_writes_scores_in_range(tiny_runs, tmp_path):
+    code, out = eval_cli(tiny_runs, tmp_path, "--episodes", "3", "--batch-size", "2")
+    assert code == 0
+    summary = json.loads((out / "scores.json").read_text())
+    returns = np.array(summary["returns"])
+    assert returns.shape == (3,) and ((returns >= 0) & (returns <= 300)).all()
+    scores = summary["scores"]
+    assert scores["normalized_d4rl"]["mean"] == pytest.approx(
+        normalized_score(returns.mean(), 23.85, 161.86)
+    )
+    assert "normalized_this_simulator" in scores
+    assert (out / "rollouts.png").stat().st_size > 10_000
+    saved = np.load(out / "rollouts.npz")
+    assert saved["observations"].shape == (3, 301, 4)
+    np.testing.assert_allclose(saved["goals"], np.tile([1.0, 1.0], (3, 1)))
+
+
+def test_multi2d_draws_a_goal_per_episode_and_replanning_runs(tiny_runs, tmp_path):
+    code, out = eval_cli(
+        tiny_runs, tmp_path, "--episodes", "3", "--multi-task", "--replan-every", "100",
+        "--warm-start-level", "4",
+    )  # fmt: skip
+    assert code == 0
+    goals = np.load(out / "rollouts.npz")["goals"]
+    assert len({tuple(goal) for goal in goals.round(6)}) == 3
+
+
+def test_batched_evaluation_equals_sequential(tiny_runs):
+    run = load_run(tiny_runs / "diffusion")
+    config = plan_config(run, None, ["eval.episodes=4"], ("plan", "eval"))
+    task = get_maze_task(config.data.dataset)
+
+    def with_batch(size):
+        return dataclasses.replace(config, eval=dataclasses.replace(config.eval, batch_size=size))
+
+    batched = evaluate(run, with_batch(4), task, show_progress=False)
+    one_by_one = evaluate(run, with_batch(1), task, show_progress=False)
+    np.testing.assert_array_equal(batched.observations[:, 0], one_by_one.observations[:, 0])
+    np.testing.assert_allclose(batched.first_plans, one_by_one.first_plans, atol=1e-4)
+    # float32 convolutions over batches of 4 and 1 differ in the last bits; a rollout may
+    # cross the goal radius one step earlier or later
+    assert np.abs(batched.returns - one_by_one.returns).max() <= 1
+
+
+def test_episodes_follow_the_plan_function(umaze):
+    """run_episodes hands each batch its observations and goals and tracks what comes back."""
+    calls = []
+
+    def stay(episodes, observations, goals, previous, replan):
+        calls.append((episodes.tolist(), previous is None, replan))
+        rows = np.concatenate([np.zeros((len(episodes), 2)), observations], axis=1)
+        return np.repeat(rows[:, None], 8, axis=1)  # stay where you are
+
+    rollouts = run_episodes(umaze, stay, MAZE_LAYOUT, [5, 6], seed=0, replan_every=150)
+    assert calls == [([5, 6], True, 0), ([5, 6], False, 1)]
+    positions = rollouts.observations[..., :2]
+    assert (np.linalg.norm(positions[:, -1] - positions[:, 0], axis=1) < 0.2).all()
