@@ -213,6 +213,14 @@ def markdown(record: dict[str, Any]) -> str:
                 f"{row['training']['steps']:,} | {row['training']['wall_minutes']} min | "
                 f"{record['device']} | `{row['config']}` {overrides} | {scores['episodes']} |"
             )
+    if not any(row["budget"] == "paper" for row in record["rows"]):
+        lines += [
+            "",
+            "No `paper` rows yet: Diffuser's 2M steps per maze (`--budget paper`) need a GPU. "
+            "The `cpu` rows train for about half an hour each and fall short of Diffuser "
+            "except single-task U-Maze; Medium and Large are far from trained at 3,000 and "
+            "2,500 steps (see their score against steps and rollouts below).",
+        ]
     lines += ["", "## Score against training steps", ""]
     lines += [
         "Single-task, seed 0; episodes per checkpoint as listed.",
