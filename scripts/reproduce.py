@@ -217,9 +217,8 @@ def markdown(record: dict[str, Any]) -> str:
         lines += [
             "",
             "No `paper` rows yet: Diffuser's 2M steps per maze (`--budget paper`) need a GPU. "
-            "The `cpu` rows train for about half an hour each and fall short of Diffuser "
-            "except single-task U-Maze; Medium and Large are far from trained at 3,000 and "
-            "2,500 steps (see their score against steps and rollouts below).",
+            "The `cpu` rows train for about half an hour each, a small fraction of that; see "
+            "how each score still rises with training steps below.",
         ]
     lines += ["", "## Score against training steps", ""]
     lines += [
