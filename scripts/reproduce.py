@@ -217,8 +217,8 @@ def markdown(record: dict[str, Any]) -> str:
         lines += [
             "",
             "No `paper` rows yet: Diffuser's 2M steps per maze (`--budget paper`) need a GPU. "
-            "The `cpu` rows train for about half an hour each, a small fraction of that; see "
-            "how each score still rises with training steps below.",
+            "The `cpu` rows train for about half an hour each, a small fraction of that (score "
+            "against training steps below).",
         ]
     lines += ["", "## Score against training steps", ""]
     lines += [
