@@ -49,9 +49,9 @@ def split_keys(keys: jax.Array, n: int) -> jax.Array:
     return jnp.swapaxes(jax.vmap(lambda key: jax.random.split(key, n))(keys), 0, 1)
 
 
-def _normal(keys: jax.Array, shape: tuple[int, ...]) -> jax.Array:
-    """``[B, *shape[1:]]`` standard normals, row ``b`` drawn from ``keys[b]``."""
-    return jax.vmap(lambda key: jax.random.normal(key, shape[1:]))(keys)
+def _normal(keys: jax.Array, like: jax.Array) -> jax.Array:
+    """Standard normals shaped like ``like`` [B, ...], row ``b`` drawn from ``keys[b]``."""
+    return jax.vmap(lambda key: jax.random.normal(key, like.shape[1:]))(keys)
 
 
 @dataclass(frozen=True)
@@ -181,7 +181,7 @@ def _ddpm_update(
         beta * jnp.sqrt(alpha_bar_prev) * clean + (1 - alpha_bar_prev) * jnp.sqrt(1 - beta) * x
     ) / (1 - alpha_bar)
     std = jnp.sqrt(jnp.maximum(_posterior_variance(schedule, t), MIN_VARIANCE))
-    noise = _normal(keys, x.shape) * spec.noise_scale
+    noise = _normal(keys, x) * spec.noise_scale
     return mean + jnp.where(t > 0, std, 0.0) * noise
 
 
@@ -200,7 +200,7 @@ def _ddim_update(
         (1 - alpha_bar_prev) / (1 - alpha_bar) * (1 - alpha_bar / alpha_bar_prev)
     )
     direction = jnp.sqrt(jnp.maximum(1 - alpha_bar_prev - sigma**2, 0.0)) * noise_estimate
-    noise = _normal(keys, x.shape) * spec.noise_scale
+    noise = _normal(keys, x) * spec.noise_scale
     return jnp.sqrt(alpha_bar_prev) * clean + direction + sigma * noise
 
 
@@ -275,7 +275,7 @@ def _correct(
         step = _per_sample(spec.corrector_step_size * sigma**2 * jnp.exp(log_step))
         noise_keys, accept_keys = split_keys(keys, 2)
         log_p, score = target(x)
-        proposal = x + free * (0.5 * step * score + jnp.sqrt(step) * _normal(noise_keys, x.shape))
+        proposal = x + free * (0.5 * step * score + jnp.sqrt(step) * _normal(noise_keys, x))
         if not metropolis:
             return proposal, jnp.ones(x.shape[0])
         log_p_new, score_new = target(proposal)
@@ -288,7 +288,7 @@ def _correct(
     def hamiltonian(x, log_step, keys):
         step = _per_sample(jnp.sqrt(spec.corrector_step_size * sigma**2 * jnp.exp(log_step)))
         momentum_keys, accept_keys = split_keys(keys, 2)
-        momentum = free * _normal(momentum_keys, x.shape)
+        momentum = free * _normal(momentum_keys, x)
         log_p, score = target(x)
         position, velocity = x, momentum + 0.5 * step * score
         for leap in range(spec.leapfrog_steps):
@@ -347,7 +347,7 @@ def sample(
     if keys.shape != values.shape[:1]:
         raise ValueError(f"need one key per sample: keys {keys.shape}, values {values.shape}")
     init_keys, loop_keys = split_keys(keys, 2)
-    noise = _normal(init_keys, values.shape)
+    noise = _normal(init_keys, values)
     if warm_start is None:
         x = noise
     else:

@@ -77,7 +77,7 @@ def evaluate(
             raise PlanRequestError(
                 f"eval.warm_start_level must be below the model's {run.schedule.n_steps} levels"
             )
-        warm_planner = build_planner(run, config, task, settings.warm_start_level)[0]
+        warm_planner = planner.warm_started(settings.warm_start_level)
     plan_fn = planner_policy(planner, warm_planner, config.plan.seed, config.plan.n_candidates)
     mode = "Multi2D" if settings.multi_task else "single-task"
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
@@ -124,13 +124,14 @@ def run_eval(
     began = time.perf_counter()
     rollouts = evaluate(run, config, task, show_progress)
     seconds = time.perf_counter() - began
+    sections = config_to_dict(config)
     summary = {
         "task": task.name,
         "multi_task": config.eval.multi_task,
         "run": str(run.run_dir),
         "checkpoint_step": run.step,
-        "eval": config_to_dict(config)["eval"],
-        "plan": config_to_dict(config)["plan"],
+        "eval": sections["eval"],
+        "plan": sections["plan"],
         "scores": score_summary(rollouts, task, references),
         "returns": rollouts.returns.tolist(),
         "seconds": round(seconds, 1),

@@ -84,11 +84,11 @@ def _check_request(planner: Planner, start: np.ndarray, goal: np.ndarray, names:
 
 
 def build_planner(
-    run: TrainedRun, config: Config, task: MazeTask, start_level: int | None = None
+    run: TrainedRun, config: Config, task: MazeTask
 ) -> tuple[Planner, list[Term], list[str]]:
     """``(planner, terms, labels)`` for ``config.plan`` on ``run``: the configured constraints and
     objectives plus the maze walls (unless ``plan.walls: off``); ``labels`` name each term's
-    config entry. ``start_level`` makes a warm-starting planner."""
+    config entry."""
     plan = config.plan
     value_runs = {
         spec["run"]: load_run(spec["run"])
@@ -105,7 +105,7 @@ def build_planner(
     stride = 2 ** (len(config.model.dim_mults) - 1)
     if horizon % stride:
         raise ConfigError(f"plan.horizon must be a multiple of {stride}; got {horizon}")
-    spec = sampler_spec(plan, config.diffusion.clip_denoised, start_level)
+    spec = sampler_spec(plan, config.diffusion.clip_denoised)
     try:
         planner = Planner(
             run.denoiser, run.schedule, run.normalizer, run.layout, horizon, spec, terms,

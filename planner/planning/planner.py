@@ -59,9 +59,7 @@ class Plans:
         return self.trajectories[np.arange(len(self.best)), self.best]
 
 
-def sampler_spec(
-    plan: PlanConfig, clip_denoised: bool, start_level: int | None = None
-) -> SamplerSpec:
+def sampler_spec(plan: PlanConfig, clip_denoised: bool) -> SamplerSpec:
     """The sampler settings of a ``plan`` config section."""
     return SamplerSpec(
         method=plan.method,
@@ -74,7 +72,6 @@ def sampler_spec(
         corrector_step_size=plan.corrector_step_size,
         target_accept=plan.target_accept,
         leapfrog_steps=plan.leapfrog_steps,
-        start_level=start_level,
     )
 
 
@@ -159,6 +156,14 @@ class Planner:
         self.spec = spec
         self.terms = tuple(terms)
         self.select = select
+
+    def warm_started(self, level: int) -> Planner:
+        """The same planner re-noising a previous plan to ``level`` instead of starting from
+        noise (pass the previous plan as ``warm_start``)."""
+        return Planner(
+            self.denoiser, self.schedule, self.normalizer, self.layout, self.horizon,
+            self.spec.replace(start_level=level), self.terms, self.select,
+        )  # fmt: skip
 
     def plan(
         self,
