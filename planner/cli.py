@@ -25,11 +25,14 @@ from planner.config import (
 )
 from planner.data.episodes import summarize
 from planner.errors import PlannerError
+from planner.runtime import enable_compilation_cache, initialize_distributed
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    enable_compilation_cache()
+    initialize_distributed()
     try:
         return args.handler(args)
     except (PlannerError, FileNotFoundError) as error:

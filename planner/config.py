@@ -196,6 +196,11 @@ class PlanConfig:
         0.57, "Acceptance rate the Metropolis step size adapts to.", gt=0, lt=1
     )
     leapfrog_steps: int = _field(3, "HMC leapfrog steps per corrector step.", ge=1)
+    loop: Literal["auto", "scan", "python"] = _field(
+        "auto",
+        "Iterate noise levels in one lax.scan (one dispatch) or one jitted level per dispatch; "
+        "auto = python on CPU from 32 samples per call (faster there), scan otherwise.",
+    )
     n_candidates: int = _field(1, "Plans sampled per query; the best one is returned.", ge=1)
     select: Literal["energy", "value"] = _field(
         "energy", "Pick the candidate with the lowest total energy, or the highest value."

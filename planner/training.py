@@ -43,7 +43,6 @@ from planner.diffusion.losses import make_diffusion_loss, make_value_loss
 from planner.diffusion.schedule import cosine_schedule
 from planner.diffusion.train import (
     TrainState,
-    data_mesh,
     init_train_state,
     make_optimizer,
     make_train_chunk,
@@ -53,6 +52,7 @@ from planner.errors import PlannerError
 from planner.models.denoiser import make_predict_fn, make_unet
 from planner.models.unet import init_params
 from planner.models.value import ValueNet
+from planner.runtime import data_mesh
 from planner.viz.training import plot_training_curve
 
 ModelKind = Literal["diffusion", "value"]

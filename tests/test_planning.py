@@ -1,6 +1,9 @@
 """`planner plan` and the Python planning API on a tiny trained U-Maze model."""
 
 import json
+import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -50,6 +53,36 @@ def test_plan_writes_npz_json_and_png_with_constraint_report(runs, tmp_path):
     np.testing.assert_allclose(best[-1, 2:], [1, 1, 0, 0], atol=1e-5)  # goal inpainted exactly
     np.testing.assert_allclose(best[0, 2:4], [3, 1], atol=1e-5)
     assert (tmp_path / "out" / "plan.png").stat().st_size > 10_000
+
+
+def test_a_second_plan_call_loads_the_sampler_from_the_persistent_cache(runs, tmp_path):
+    env = {
+        **os.environ,
+        "PLANNER_COMPILATION_CACHE": str(tmp_path / "cache"),
+        "JAX_LOG_COMPILES": "1",
+    }
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
+    command = [sys.executable, "-m", "planner.cli", "plan", "--run", str(runs / "diffusion")]
+    logs = []
+    for call in range(2):
+        out = ["--out", str(tmp_path / f"out{call}")]
+        result = subprocess.run([*command, *out], env=env, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr[-3000:]
+        logs.append(result.stderr)
+    hit = "Persistent compilation cache hit for 'jit__sample_in_one_scan'"  # the sampler
+    assert hit not in logs[0] and hit in logs[1]
+    assert any((tmp_path / "cache").iterdir())
+
+
+def test_compilation_cache_directory_follows_the_environment(monkeypatch, tmp_path):
+    from planner.runtime import compilation_cache_dir
+
+    monkeypatch.setenv("PLANNER_COMPILATION_CACHE", "off")
+    assert compilation_cache_dir() is None
+    monkeypatch.setenv("PLANNER_COMPILATION_CACHE", str(tmp_path / "jit"))
+    assert compilation_cache_dir() == tmp_path / "jit"
+    monkeypatch.delenv("PLANNER_COMPILATION_CACHE")
+    assert compilation_cache_dir() == tmp_path / "planner-data" / "jax-cache"
 
 
 def test_start_and_goal_from_the_command_line_override_the_config(runs, tmp_path):

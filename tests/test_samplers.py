@@ -146,6 +146,24 @@ def test_scan_sampler_equals_a_python_loop_reference():
     np.testing.assert_allclose(x, y, atol=2e-4)
 
 
+@pytest.mark.parametrize("corrector", ["none", "mala"])
+def test_scan_and_python_loops_draw_the_same_samples(corrector):
+    model = gaussian(0.3, 0.6)
+    layout = Layout(action_dim=0, observation_dim=2, position=(0, 1), velocity=())
+    obstacle = circle_obstacle(layout, [0.2, 0.2], 0.3)
+    spec = EXACT.replace(corrector=corrector, corrector_steps=2, start_level=20)
+    values = ZEROS[:4]
+    keys = jax.random.split(jax.random.key(7), 4)
+    warm = jnp.full_like(values, 0.5)
+    draws = [
+        sample(keys, spec.replace(loop=loop), SCHEDULE, model, (obstacle,), IDENTITY, FREE,
+               values, warm)
+        for loop in ("scan", "python")
+    ]  # fmt: skip
+    np.testing.assert_allclose(draws[0].trajectories, draws[1].trajectories, atol=1e-5)
+    np.testing.assert_allclose(draws[0].acceptance, draws[1].acceptance, atol=1e-6)
+
+
 def test_inpainted_entries_equal_the_condition_exactly():
     mask = jnp.zeros((1, HORIZON, DIM), bool).at[0, 0, :].set(True).at[0, -1, 1].set(True)
     values = jax.random.uniform(jax.random.key(3), (8, HORIZON, DIM), minval=-2, maxval=2)
@@ -196,7 +214,8 @@ def test_an_obstacle_energy_lowers_the_collision_rate():
     assert collisions(guided) < 0.25 * collisions(plain)
 
 
-def test_one_trace_per_shape():
+@pytest.mark.parametrize("loop", ["scan", "python"])
+def test_one_trace_per_shape(loop):
     traces = []
     base = gaussian(0.0, 1.0)
 
@@ -206,7 +225,7 @@ def test_one_trace_per_shape():
 
     model = Denoiser(base.params, counting_noise, None)
     layout = Layout(action_dim=0, observation_dim=2, position=(0, 1), velocity=())
-    spec = SamplerSpec(method="ddim", n_steps=4)
+    spec = SamplerSpec(method="ddim", n_steps=4, loop=loop)
     for seed, centre in enumerate(([0.0, 0.0], [1.0, -1.0], [2.0, 0.5])):
         obstacle = circle_obstacle(layout, centre, 0.3)
         model = model.replace(params=jnp.float32(seed))

@@ -16,12 +16,12 @@ from planner.config import load_config
 from planner.data.episodes import make_episodes
 from planner.data.windows import make_window_dataset
 from planner.diffusion.train import (
-    data_mesh,
     init_train_state,
     make_optimizer,
     make_train_chunk,
     make_train_step,
 )
+from planner.runtime import data_mesh
 from planner.training import MetricsLogger, TrainingError, build_setup, train
 
 TINY = [

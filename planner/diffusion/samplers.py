@@ -1,4 +1,5 @@
-"""Jitted guided samplers: one ``lax.scan`` over noise levels inside one ``jit``.
+"""Jitted guided samplers: every noise level's work (guidance, model call, update, corrector) in
+one jitted step, iterated by ``lax.scan`` in one dispatch or by a Python loop (see ``sample``).
 
 ``sample(keys, spec, schedule, denoiser, terms, normalizer, mask, values, warm_start=None)``
 draws ``B`` trajectories ``[B, H, D]`` (normalized) from the denoiser composed with energy terms,
@@ -42,6 +43,7 @@ from planner.diffusion.schedule import Schedule, add_noise, start_from_noise
 from planner.energies.base import Term, composed_energy, guidance_gradient
 
 MIN_VARIANCE = 1e-20  # Diffuser clips the log posterior variance at this value
+PYTHON_LOOP_MIN_BATCH = 32  # ``loop: auto`` on CPU: one dispatch per level from this batch on
 
 
 def split_keys(keys: jax.Array, n: int) -> jax.Array:
@@ -69,6 +71,7 @@ class SamplerSpec:
     target_accept: float = 0.57
     leapfrog_steps: int = 3
     start_level: int | None = None  # warm start level; None = start from pure noise
+    loop: Literal["auto", "scan", "python"] = "auto"  # how levels are iterated; see ``sample``
 
     def replace(self, **changes) -> SamplerSpec:
         return dataclasses.replace(self, **changes)
@@ -106,6 +109,8 @@ def validate_spec(spec: SamplerSpec, denoiser: Denoiser) -> None:
     """Refuse settings the denoiser cannot support, before anything is compiled."""
     if spec.method not in ("ddpm", "ddim"):
         raise ValueError(f"sampler method must be ddpm or ddim; got {spec.method!r}")
+    if spec.loop not in ("auto", "scan", "python"):
+        raise ValueError(f"sampler loop must be auto, scan or python; got {spec.loop!r}")
     if spec.corrector not in ("none", "ula", "mala", "hmc"):
         raise ValueError(f"corrector must be none, ula, mala or hmc; got {spec.corrector!r}")
     if spec.corrector == "mala" and not denoiser.has_energy:
@@ -324,7 +329,107 @@ def _correct(
 # --- the sampler ------------------------------------------------------------------------------
 
 
+class _Carry(struct.PyTreeNode):
+    """What one level hands to the next: ``x`` [B, H, D], corrector ``log_step`` [B] and summed
+    ``acceptance`` [B]."""
+
+    x: jax.Array
+    log_step: jax.Array
+    acceptance: jax.Array
+
+
+def _level_step(
+    spec: SamplerSpec,
+    schedule: Schedule,
+    denoiser: Denoiser,
+    terms: tuple[Term, ...],
+    normalizer: Normalizer,
+    mask: jax.Array,
+    values: jax.Array,
+    carry: _Carry,
+    inputs: tuple[jax.Array, jax.Array, jax.Array],
+) -> _Carry:
+    """One reverse step from level ``t`` to ``t_prev`` (``inputs = (t, t_prev, keys [B])``):
+    guidance, one model call, the DDPM or DDIM update, conditions, then the corrector."""
+    t, t_prev, step_keys = inputs
+    update_keys, corrector_keys = split_keys(step_keys, 2)
+    x, clean = _clean_estimate(
+        spec, schedule, denoiser, terms, normalizer, carry.x, t, mask, values
+    )
+    if spec.method == "ddpm":
+        x = _ddpm_update(spec, schedule, x, clean, t, update_keys)
+    else:
+        x = _ddim_update(spec, schedule, x, clean, t, t_prev, update_keys)
+    carry = carry.replace(x=impose(x, mask, values))
+    if not _corrects(spec):
+        return carry
+
+    def correct(carry: _Carry) -> _Carry:
+        x, log_step, accepted = _correct(
+            spec, denoiser, terms, normalizer, schedule, carry.x, t_prev, carry.log_step, mask,
+            values, corrector_keys,
+        )  # fmt: skip
+        return _Carry(x, log_step, carry.acceptance + accepted)
+
+    # the last step yields the clean sample, which has no level left to correct at
+    return jax.lax.cond(t_prev >= 0, correct, lambda carry: carry, carry)
+
+
+def _corrects(spec: SamplerSpec) -> bool:
+    return spec.corrector != "none" and spec.corrector_steps > 0
+
+
 @functools.partial(jax.jit, static_argnames=("spec",))
+def _start(
+    keys: jax.Array,
+    spec: SamplerSpec,
+    schedule: Schedule,
+    mask: jax.Array,
+    values: jax.Array,
+    warm_start: jax.Array | None,
+) -> tuple[_Carry, tuple[jax.Array, jax.Array, jax.Array]]:
+    """The first carry (noise, or the re-noised warm start, conditions imposed) and the per-level
+    loop inputs ``(t [L], t_prev [L], keys [L, B])``."""
+    levels = sampling_levels(spec, schedule.n_steps)
+    previous = np.append(levels[1:], -1).astype(np.int32)  # -1: the clean data
+    init_keys, loop_keys = split_keys(keys, 2)
+    noise = _normal(init_keys, values)
+    if warm_start is None:
+        x = noise
+    else:
+        x = add_noise(schedule, warm_start, jnp.full((values.shape[0],), levels[0]), noise)
+    batch = jnp.zeros(values.shape[0])
+    carry = _Carry(impose(x, mask, values), batch, batch)
+    return carry, (jnp.asarray(levels), jnp.asarray(previous), split_keys(loop_keys, len(levels)))
+
+
+def _result(spec: SamplerSpec, schedule: Schedule, carry: _Carry) -> SampleResult:
+    levels = len(sampling_levels(spec, schedule.n_steps))
+    corrected_levels = levels - 1 if _corrects(spec) else 0
+    acceptance = carry.acceptance / corrected_levels if corrected_levels else 1.0
+    return SampleResult(
+        trajectories=carry.x,
+        acceptance=acceptance * jnp.ones(carry.x.shape[0]),
+        evaluations=network_evaluations(spec, schedule.n_steps),
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("spec",))
+def _sample_in_one_scan(keys, spec, schedule, denoiser, terms, normalizer, mask, values, warm):
+    carry, inputs = _start(keys, spec, schedule, mask, values, warm)
+    step = functools.partial(_level_step, spec, schedule, denoiser, terms, normalizer, mask, values)
+    carry, _ = jax.lax.scan(lambda carry, inputs: (step(carry, inputs), None), carry, inputs)
+    return _result(spec, schedule, carry)
+
+
+@functools.partial(jax.jit, static_argnames=("spec",))
+def _one_level(spec, schedule, denoiser, terms, normalizer, mask, values, carry, inputs, index):
+    level_inputs = jax.tree.map(lambda array: array[index], inputs)
+    return _level_step(
+        spec, schedule, denoiser, terms, normalizer, mask, values, carry, level_inputs
+    )
+
+
 def sample(
     keys: jax.Array,
     spec: SamplerSpec,
@@ -341,52 +446,28 @@ def sample(
     ``keys`` [B] are the samples' random keys (``jax.random.split(key, B)``); ``mask``
     [1, H, D] bool and ``values`` [B, H, D] (normalized) are the hard conditions;
     ``warm_start`` [B, H, D] (normalized) is a previous plan to re-noise to ``spec.start_level``.
+
+    ``spec.loop``: ``scan`` runs every level in one ``lax.scan`` (one dispatch per plan);
+    ``python`` dispatches one jitted level at a time. Both give the same samples. On XLA:CPU the
+    scan is faster for small batches (the loop-invariant weight work is hoisted out of the loop)
+    and slower for large ones (convolutions inside loop bodies run slower, jax-ml/jax#12868), so
+    ``auto`` uses ``python`` on CPU from ``PYTHON_LOOP_MIN_BATCH`` samples on and ``scan``
+    otherwise (results/bench.md has the measurements).
     """
-    levels = sampling_levels(spec, schedule.n_steps)
-    previous = np.append(levels[1:], -1).astype(np.int32)  # -1: the clean data
     if keys.shape != values.shape[:1]:
         raise ValueError(f"need one key per sample: keys {keys.shape}, values {values.shape}")
-    init_keys, loop_keys = split_keys(keys, 2)
-    noise = _normal(init_keys, values)
-    if warm_start is None:
-        x = noise
-    else:
-        x = add_noise(schedule, warm_start, jnp.full((values.shape[0],), levels[0]), noise)
-    x = impose(x, mask, values)
-    correcting = spec.corrector != "none" and spec.corrector_steps > 0
+    arguments = (schedule, denoiser, terms, normalizer, mask, values)
+    if resolved_loop(spec, values.shape[0]) == "scan":
+        return _sample_in_one_scan(keys, spec, *arguments, warm_start)
+    carry, inputs = _start(keys, spec, schedule, mask, values, warm_start)
+    for index in range(len(sampling_levels(spec, schedule.n_steps))):
+        carry = _one_level(spec, *arguments, carry, inputs, jnp.int32(index))
+    return _result(spec, schedule, carry)
 
-    def body(carry, inputs):
-        x, log_step, acceptance = carry
-        t, t_prev, step_keys = inputs
-        update_keys, corrector_keys = split_keys(step_keys, 2)
-        x, clean = _clean_estimate(spec, schedule, denoiser, terms, normalizer, x, t, mask, values)
-        if spec.method == "ddpm":
-            x = _ddpm_update(spec, schedule, x, clean, t, update_keys)
-        else:
-            x = _ddim_update(spec, schedule, x, clean, t, t_prev, update_keys)
-        x = impose(x, mask, values)
-        if correcting:
 
-            def correct(x, log_step, acceptance):
-                x, log_step, accepted = _correct(
-                    spec, denoiser, terms, normalizer, schedule, x, t_prev, log_step, mask,
-                    values, corrector_keys,
-                )  # fmt: skip
-                return x, log_step, acceptance + accepted
-
-            # the last step yields the clean sample, which has no level left to correct at
-            x, log_step, acceptance = jax.lax.cond(
-                t_prev >= 0, correct, lambda *carry: carry, x, log_step, acceptance
-            )
-        return (x, log_step, acceptance), None
-
-    batch = values.shape[0]
-    start = (x, jnp.zeros(batch), jnp.zeros(batch))
-    level_keys = split_keys(loop_keys, len(levels))
-    (x, _, acceptance), _ = jax.lax.scan(body, start, (levels, previous, level_keys))
-    corrected_levels = len(levels) - 1 if correcting else 0
-    return SampleResult(
-        trajectories=x,
-        acceptance=acceptance / corrected_levels if corrected_levels else jnp.ones(batch),
-        evaluations=network_evaluations(spec, schedule.n_steps),
-    )
+def resolved_loop(spec: SamplerSpec, batch: int) -> str:
+    """``scan`` or ``python``: ``spec.loop``, with ``auto`` decided by backend and batch size."""
+    if spec.loop != "auto":
+        return spec.loop
+    on_cpu = jax.default_backend() == "cpu"
+    return "python" if on_cpu and batch >= PYTHON_LOOP_MIN_BATCH else "scan"

@@ -94,11 +94,6 @@ def make_train_step(
     return train_step
 
 
-def data_mesh() -> Mesh:
-    """A one-axis mesh (``data``) over every local device."""
-    return Mesh(jax.devices(), ("data",))
-
-
 def make_train_chunk(
     train_step: Callable, train: TrainConfig, mesh: Mesh, overfit_batch: bool = False
 ) -> Callable[[TrainState, WindowDataset], tuple[TrainState, dict]]:

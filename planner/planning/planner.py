@@ -4,6 +4,10 @@
 queries in one jitted call (query ``q`` from its own key, so its plans do not depend on the other
 queries), scores every candidate with every term, and picks the best per query
 (lowest total energy, or highest value). All arrays in and out are in environment units.
+
+With several devices the ``Q × N`` samples are split over a one-axis mesh (``planner.runtime``),
+the networks replicated; a sample draws only from its own key, so the plans equal those of one
+device. A batch that the device count does not divide runs replicated instead.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from planner.config import PlanConfig
 from planner.data.normalize import Normalizer
@@ -31,6 +36,7 @@ from planner.energies.terms import (
     value_term,
 )
 from planner.planning.run import TrainedRun
+from planner.runtime import data_mesh
 
 DEFAULT_SPEC = SamplerSpec()
 
@@ -72,6 +78,7 @@ def sampler_spec(plan: PlanConfig, clip_denoised: bool) -> SamplerSpec:
         corrector_step_size=plan.corrector_step_size,
         target_accept=plan.target_accept,
         leapfrog_steps=plan.leapfrog_steps,
+        loop=plan.loop,
     )
 
 
@@ -142,12 +149,19 @@ class Planner:
         spec: SamplerSpec = DEFAULT_SPEC,
         terms: Sequence[Term] = (),
         select: str = "energy",
+        mesh: Mesh | None = None,
     ):
         validate_spec(spec, denoiser)
         if select not in ("energy", "value"):
             raise ValueError(f"select must be energy or value; got {select!r}")
         if select == "value" and not any(term.name == "value" for term in terms):
             raise ValueError("select: value needs a value objective ({type: value, run: ...})")
+        self.mesh = data_mesh() if mesh is None else mesh
+        if self.mesh.size > 1:  # the networks on every device of the mesh
+            denoiser, schedule, normalizer, terms = jax.device_put(
+                (denoiser, schedule, normalizer, tuple(terms)),
+                NamedSharding(self.mesh, PartitionSpec()),
+            )
         self.denoiser = denoiser
         self.schedule = schedule
         self.normalizer = normalizer
@@ -162,8 +176,19 @@ class Planner:
         noise (pass the previous plan as ``warm_start``)."""
         return Planner(
             self.denoiser, self.schedule, self.normalizer, self.layout, self.horizon,
-            self.spec.replace(start_level=level), self.terms, self.select,
+            self.spec.replace(start_level=level), self.terms, self.select, self.mesh,
         )  # fmt: skip
+
+    def _placed(self, keys, mask, values, initial):
+        """The sampler's inputs on the mesh: per-sample arrays split along the batch axis (or
+        replicated when the device count does not divide it), the mask replicated."""
+        if self.mesh.size == 1:
+            return keys, mask, values, initial
+        divisible = values.shape[0] % self.mesh.size == 0
+        split = NamedSharding(self.mesh, PartitionSpec("data" if divisible else None))
+        replicated = NamedSharding(self.mesh, PartitionSpec())
+        keys, values, initial = jax.device_put((keys, values, initial), split)
+        return keys, jax.device_put(mask, replicated), values, initial
 
     def plan(
         self,
@@ -190,6 +215,7 @@ class Planner:
         if warm_start is not None:
             normalized = self.normalizer.normalize(jnp.asarray(warm_start, jnp.float32))
             initial = jnp.repeat(normalized, n_candidates, axis=0)
+        keys, mask, values, initial = self._placed(keys, mask, values, initial)
         result = sample(
             keys, self.spec, self.schedule, self.denoiser, self.terms, self.normalizer,
             mask, values, initial,
