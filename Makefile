@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-all lint format bench-data bench-train bench-plan results-data \
+.PHONY: setup demo test test-all lint format bench-data bench results-data \
 	reproduce-maze2d clean
 
 $(STAMP): pyproject.toml
@@ -40,11 +40,11 @@ format: setup
 bench-data: setup  ## batch-sampling throughput -> results/data_bench.json
 	$(BIN)/python scripts/bench_data.py --out results/data_bench.json
 
-bench-train: setup  ## training steps/s of the Maze2D configs -> results/bench.md
-	$(BIN)/python scripts/bench_train.py
-
-bench-plan: setup  ## planning latency (U-Maze and locomotion shapes) -> results/bench_plan.md
-	$(BIN)/python scripts/bench_plan.py
+bench: setup  ## training and planning speed on this device (~25 min on 2 CPU cores) -> results/bench.md
+	$(BIN)/planner data generate maze2d-umaze-v1
+	$(BIN)/planner data generate maze2d-medium-v1
+	$(BIN)/planner data generate maze2d-large-v1
+	$(BIN)/python scripts/bench.py
 
 reproduce-maze2d: setup  ## data, training (CPU budget), evaluation -> results/maze2d.md
 	$(BIN)/python scripts/reproduce.py --suite maze2d --knobs

@@ -69,7 +69,7 @@ def test_a_second_plan_call_loads_the_sampler_from_the_persistent_cache(runs, tm
         result = subprocess.run([*command, *out], env=env, capture_output=True, text=True)
         assert result.returncode == 0, result.stderr[-3000:]
         logs.append(result.stderr)
-    hit = "Persistent compilation cache hit for 'jit__sample_in_one_scan'"  # the sampler
+    hit = "Persistent compilation cache hit for 'jit_sample_in_one_scan'"  # the sampler
     assert hit not in logs[0] and hit in logs[1]
     assert any((tmp_path / "cache").iterdir())
 

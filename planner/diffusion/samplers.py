@@ -415,7 +415,8 @@ def _result(spec: SamplerSpec, schedule: Schedule, carry: _Carry) -> SampleResul
 
 
 @functools.partial(jax.jit, static_argnames=("spec",))
-def _sample_in_one_scan(keys, spec, schedule, denoiser, terms, normalizer, mask, values, warm):
+def sample_in_one_scan(keys, spec, schedule, denoiser, terms, normalizer, mask, values, warm):
+    """``sample`` with ``loop: scan``: one compiled program for the whole plan."""
     carry, inputs = _start(keys, spec, schedule, mask, values, warm)
     step = functools.partial(_level_step, spec, schedule, denoiser, terms, normalizer, mask, values)
     carry, _ = jax.lax.scan(lambda carry, inputs: (step(carry, inputs), None), carry, inputs)
@@ -458,7 +459,7 @@ def sample(
         raise ValueError(f"need one key per sample: keys {keys.shape}, values {values.shape}")
     arguments = (schedule, denoiser, terms, normalizer, mask, values)
     if resolved_loop(spec, values.shape[0]) == "scan":
-        return _sample_in_one_scan(keys, spec, *arguments, warm_start)
+        return sample_in_one_scan(keys, spec, *arguments, warm_start)
     carry, inputs = _start(keys, spec, schedule, mask, values, warm_start)
     for index in range(len(sampling_levels(spec, schedule.n_steps))):
         carry = _one_level(spec, *arguments, carry, inputs, jnp.int32(index))
