@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -83,6 +84,17 @@ def test_compilation_cache_directory_follows_the_environment(monkeypatch, tmp_pa
     assert compilation_cache_dir() == tmp_path / "jit"
     monkeypatch.delenv("PLANNER_COMPILATION_CACHE")
     assert compilation_cache_dir() == tmp_path / "planner-data" / "jax-cache"
+
+
+@pytest.mark.parametrize(
+    "config",
+    sorted((Path(__file__).parents[1] / "configs" / "plans").glob("*.yaml")),
+    ids=lambda path: path.name,
+)
+def test_every_shipped_plan_config_plans(runs, tmp_path, config):
+    assert plan_cli(runs, tmp_path, "--config", str(config)) == 0
+    summary = json.loads((tmp_path / "out" / "plan.json").read_text())
+    assert summary["final_distance_to_goal"] < 1e-3  # the goal is inpainted
 
 
 def test_start_and_goal_from_the_command_line_override_the_config(runs, tmp_path):
