@@ -201,6 +201,11 @@ class PlanConfig:
         "Iterate noise levels in one lax.scan (one dispatch) or one jitted level per dispatch; "
         "auto = python on CPU from 32 samples per call (faster there), scan otherwise.",
     )
+    precision: Literal["float32", "bfloat16"] = _field(
+        "float32",
+        "Compute dtype of the diffusion network while planning; bfloat16 is mixed precision for "
+        "accelerators (on CPU it is emulated and slower).",
+    )
     n_candidates: int = _field(1, "Plans sampled per query; the best one is returned.", ge=1)
     select: Literal["energy", "value"] = _field(
         "energy", "Pick the candidate with the lowest total energy, or the highest value."

@@ -54,6 +54,11 @@ def initialize_distributed() -> bool:
     """``jax.distributed.initialize`` when the environment asks for several processes (see the
     module docstring); returns whether it ran."""
     if os.environ.get("JAX_COORDINATOR_ADDRESS"):
+        missing = [
+            name for name in ("JAX_NUM_PROCESSES", "JAX_PROCESS_ID") if name not in os.environ
+        ]
+        if missing:
+            raise ValueError(f"JAX_COORDINATOR_ADDRESS is set but {' and '.join(missing)} is not")
         jax.distributed.initialize(
             coordinator_address=os.environ["JAX_COORDINATOR_ADDRESS"],
             num_processes=int(os.environ["JAX_NUM_PROCESSES"]),

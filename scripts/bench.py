@@ -43,7 +43,7 @@ import jax.numpy as jnp
 
 from planner.config import load_config
 from planner.data.normalize import Normalizer
-from planner.diffusion.denoisers import network_denoiser
+from planner.diffusion.denoisers import in_precision, network_denoiser
 from planner.diffusion.samplers import (
     SamplerSpec,
     network_evaluations,
@@ -143,8 +143,11 @@ def bench_training(config_path: str, smoke: bool, repeats: int, per_dispatch: in
 # --- planning ---------------------------------------------------------------------------------
 
 
-def build_shapes(name: str, smoke: bool) -> dict:
-    """The networks, schedule and value term of one benchmark shape (freshly initialized)."""
+def build_shapes(shapes: str, smoke: bool) -> dict:
+    """The networks, schedule and value term of one benchmark shape (freshly initialized):
+    ``umaze`` or ``locomotion``, optionally followed by `` bfloat16`` (the denoiser's compute
+    dtype, ``plan.precision``)."""
+    name, _, precision = shapes.partition(" ")
     if name == "umaze":
         overrides, action_dim, observation_dim = [], 2, 4
     else:
@@ -170,8 +173,9 @@ def build_shapes(name: str, smoke: bool) -> dict:
         value_net = ValueNet(model.dim, model.dim_mults, model.kernel_size, model.attention)
         value_params = init_params(value_net, jax.random.key(1), x, t)
         terms = (value_term(value_net.apply, value_params, normalizer),)  # 2 steps, scale 0.1
+    predict = in_precision(make_predict_fn(unet, config), precision or "float32")
     return {
-        "denoiser": network_denoiser(params, make_predict_fn(unet, config), schedule, False),
+        "denoiser": network_denoiser(params, predict, schedule, False),
         "schedule": schedule,
         "terms": terms,
         "normalizer": normalizer,
@@ -227,7 +231,7 @@ def plan_cases(smoke: bool) -> list[tuple[str, str, SamplerSpec, int]]:
     def levels(n: int) -> int:
         return max(1, n // (16 if smoke else 1))
 
-    return [
+    rows = [
         ("umaze", "DDPM, every level (reference settings)", SamplerSpec(loop="scan"), 1),
         ("umaze", "DDPM, every level (reference settings)", SamplerSpec(loop="python"), 1),
         ("umaze", "DDPM, 64 candidates", SamplerSpec(loop="python"), 64),
@@ -251,6 +255,16 @@ def plan_cases(smoke: bool) -> list[tuple[str, str, SamplerSpec, int]]:
         ),
         ("locomotion", "value-guided DDIM 10 levels, 64 candidates", ddim.replace(n_steps=10), 64),
     ]
+    mixed_precision = [  # bfloat16 is emulated on CPU: measured on accelerators only
+        ("umaze bfloat16", "DDPM, every level (reference settings)", SamplerSpec(), 1),
+        (
+            "locomotion bfloat16",
+            "value-guided DDPM, 64 candidates (reference settings)",
+            SamplerSpec(),
+            64,
+        ),
+    ]
+    return rows + (mixed_precision if jax.default_backend() != "cpu" else [])
 
 
 def throughput_cases(smoke: bool) -> list[tuple[str, str, SamplerSpec, int]]:
@@ -325,10 +339,10 @@ def speedup(row: dict, key: str, smoke: bool) -> str:
     if key == "train":
         ratio = row["steps_per_s"] / REFERENCE["train"]
     elif row.get("reference_settings"):
-        ratio = REFERENCE[key] / row["median_s"]
+        ratio = REFERENCE[key.split()[0]] / row["median_s"]
     else:
         return "–"
-    target = TARGET_SPEEDUP[key]
+    target = TARGET_SPEEDUP[key.split()[0]]
     return f"**{ratio:.2f}×** (target {target}×: {'met' if ratio >= target else 'missed'})"
 
 

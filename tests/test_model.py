@@ -141,3 +141,23 @@ def test_denoised_estimate_converts_noise_and_clips():
     clipped = denoised_estimate(schedule, x0, x_t, t, predict_epsilon=False, clip=True)
     np.testing.assert_array_equal(clipped, jnp.clip(x0, -1, 1))
     assert float(jnp.abs(clipped).max()) == 1.0
+
+
+def test_bfloat16_evaluation_computes_in_bfloat16_and_stays_near_float32():
+    from planner.diffusion.denoisers import in_precision
+
+    unet = TemporalUnet(transition_dim=6, dim=16, dim_mults=(1, 2, 4))
+    x = jax.random.normal(jax.random.key(0), (2, 16, 6))
+    t = jnp.array([3, 7])
+    params = init_params(unet, jax.random.key(1), x, t)
+    low = in_precision(unet.apply, jnp.bfloat16)
+    convolutions = [
+        line
+        for line in str(jax.make_jaxpr(low)(params, x, t)).splitlines()
+        if "conv_general" in line
+    ]
+    assert convolutions and all("bf16[" in line.split("=")[0] for line in convolutions)
+    exact, approximate = unet.apply(params, x, t), low(params, x, t)
+    assert approximate.dtype == jnp.float32
+    error = float(jnp.max(jnp.abs(approximate - exact)) / jnp.max(jnp.abs(exact)))
+    assert 0 < error < 0.05  # bfloat16 rounding (8 mantissa bits), nothing worse

@@ -97,6 +97,16 @@ def test_every_shipped_plan_config_plans(runs, tmp_path, config):
     assert summary["final_distance_to_goal"] < 1e-3  # the goal is inpainted
 
 
+def test_a_multi_host_environment_missing_a_variable_is_refused(monkeypatch):
+    from planner.runtime import initialize_distributed
+
+    monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "localhost:1234")
+    monkeypatch.setenv("JAX_NUM_PROCESSES", "2")
+    monkeypatch.delenv("JAX_PROCESS_ID", raising=False)
+    with pytest.raises(ValueError, match="JAX_PROCESS_ID is not"):
+        initialize_distributed()
+
+
 def test_start_and_goal_from_the_command_line_override_the_config(runs, tmp_path):
     assert plan_cli(runs, tmp_path, "--start", "1,3", "--goal", "3,3") == 0
     summary = json.loads((tmp_path / "out" / "plan.json").read_text())
@@ -159,6 +169,30 @@ def test_python_api_plans_many_queries_in_one_call(runs):
     assert plans.energies.shape == (3, 2, 1) and plans.violations.shape == (3, 2, 1)
     np.testing.assert_allclose(plans.chosen[:, -1, 2:4], goals, atol=1e-5)
     assert np.all(plans.best == np.argmin(plans.total, axis=1))
+
+
+def test_new_starts_goals_and_obstacle_positions_compile_nothing(runs):
+    run = load_run(runs / "diffusion")
+    compiles = []
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda event, seconds, **_: (
+            compiles.append(event)
+            if event == "/jax/core/compile/backend_compile_duration"
+            else None
+        )
+    )
+
+    def plan(center, start, goal, seed):
+        spec = [{"type": "circle", "center": center, "radius": 0.3}]
+        terms = terms_from_specs(spec, run.layout, CONSTRAINT_TYPES, "x")
+        planner = Planner(run.denoiser, run.schedule, run.normalizer, run.layout, 16, terms=terms)
+        return planner.plan(jax.random.key(seed), np.array([start]), np.array([goal]))
+
+    plan([1.0, 2.0], [3, 1, 0, 0], [1, 1], 0)  # compiles inpainting, sampler and scoring
+    compiled_before = len(compiles)
+    plan([2.0, 2.5], [1, 3, 0.1, 0], [3, 3], 1)
+    plan([1.5, 1.0], [3, 3, 0, 0], [1, 2], 2)
+    assert len(compiles) == compiled_before
 
 
 def test_shift_plan_advances_and_pads_with_the_last_row():

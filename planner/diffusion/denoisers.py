@@ -52,6 +52,20 @@ class Denoiser(struct.PyTreeNode):
         return self.energy_fn(self.params, x, t)
 
 
+def in_precision(network: NoiseFn, dtype: Any) -> NoiseFn:
+    """``network(params, x, t)`` computed in ``dtype`` (e.g. ``jnp.bfloat16``: mixed precision
+    for accelerators): floating parameters and ``x`` cast to it, the result cast back to ``x``'s
+    dtype, so samplers and guidance keep working in float32."""
+
+    def low_precision(params: Any, x: jax.Array, t: jax.Array) -> jax.Array:
+        def cast(leaf: jax.Array) -> jax.Array:
+            return leaf.astype(dtype) if jnp.issubdtype(leaf.dtype, jnp.floating) else leaf
+
+        return network(jax.tree.map(cast, params), x.astype(dtype), t).astype(x.dtype)
+
+    return low_precision
+
+
 def network_denoiser(
     params: Any,
     predict: NoiseFn,

@@ -198,7 +198,7 @@ class TemporalUnet(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, t: jax.Array) -> jax.Array:
-        time = TimeEmbedding(self.dim)(t)
+        time = TimeEmbedding(self.dim)(t).astype(x.dtype)  # keeps bfloat16 inputs in bfloat16
         x, skips = DownPath(self.dim, self.dim_mults, self.kernel_size, self.attention)(x, time)
         middle = self.dim * self.dim_mults[-1]
         x = ResidualTemporalBlock(middle, self.kernel_size)(x, time)

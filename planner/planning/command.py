@@ -108,8 +108,8 @@ def build_planner(
     spec = sampler_spec(plan, config.diffusion.clip_denoised)
     try:
         planner = Planner(
-            run.denoiser, run.schedule, run.normalizer, run.layout, horizon, spec, terms,
-            plan.select,
+            run.denoiser_in(plan.precision), run.schedule, run.normalizer, run.layout, horizon,
+            spec, terms, plan.select,
         )  # fmt: skip
     except ValueError as error:
         raise ConfigError(str(error)) from None

@@ -15,7 +15,7 @@ from planner.checkpoints import CheckpointError, checkpoint_manager, read_record
 from planner.config import Config, config_from_dict
 from planner.data.episodes import expected_dimensions
 from planner.data.normalize import Normalizer
-from planner.diffusion.denoisers import Denoiser, network_denoiser
+from planner.diffusion.denoisers import Denoiser, in_precision, network_denoiser
 from planner.diffusion.schedule import Schedule, cosine_schedule
 from planner.energies.terms import Layout
 from planner.models.denoiser import make_energy_fn, make_predict_fn, make_unet
@@ -47,16 +47,28 @@ class TrainedRun:
     def denoiser(self) -> Denoiser:
         """The diffusion model as a :class:`Denoiser` (diffusion runs only). Built once per
         run: samplers compile once per denoiser, so every plan with it reuses one program."""
+        return self._network_denoiser(jnp.float32)
+
+    @functools.cached_property
+    def bfloat16_denoiser(self) -> Denoiser:
+        """:attr:`denoiser` with the network evaluated in bfloat16 (``plan.precision``)."""
+        return self._network_denoiser(jnp.bfloat16)
+
+    def denoiser_in(self, precision: str) -> Denoiser:
+        """:attr:`denoiser` (``float32``) or :attr:`bfloat16_denoiser` (``bfloat16``)."""
+        return self.bfloat16_denoiser if precision == "bfloat16" else self.denoiser
+
+    def _network_denoiser(self, dtype) -> Denoiser:
         if self.kind != "diffusion":
             raise CheckpointError(f"{self.run_dir}: holds a {self.kind} model, not a diffusion one")
         config = self.config
         unet = make_unet(config, self.transition_dim)
         energy = None
         if config.diffusion.parameterization == "energy":
-            energy = make_energy_fn(unet, config.diffusion.energy_form)
+            energy = in_precision(make_energy_fn(unet, config.diffusion.energy_form), dtype)
         return network_denoiser(
             self.params,
-            make_predict_fn(unet, config),
+            in_precision(make_predict_fn(unet, config), dtype),
             self.schedule,
             config.diffusion.predict_epsilon,
             energy,
