@@ -32,8 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     enable_compilation_cache()
-    initialize_distributed()
     try:
+        initialize_distributed()
         return args.handler(args)
     except (PlannerError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -16,17 +16,29 @@ computation and the mesh spans every process's devices.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import jax
 from jax.sharding import Mesh
 
+from planner.errors import PlannerError
 from planner.paths import data_dir
 
 CACHE_ENV = "PLANNER_COMPILATION_CACHE"
 DISABLED = ("0", "off", "false", "no", "none")
 MIN_COMPILE_SECONDS = 0.2  # cache programs that took at least this long to compile
+COMPILE_EVENTS = (  # JAX's monitoring events for the stages of compiling one program
+    "/jax/core/compile/jaxpr_trace_duration",
+    "/jax/core/compile/jaxpr_to_mlir_module_duration",
+    "/jax/core/compile/backend_compile_duration",
+)
+
+
+class DistributedSetupError(PlannerError, ValueError):
+    """The multi-host environment variables are incomplete."""
 
 
 def compilation_cache_dir() -> Path | None:
@@ -58,7 +70,9 @@ def initialize_distributed() -> bool:
             name for name in ("JAX_NUM_PROCESSES", "JAX_PROCESS_ID") if name not in os.environ
         ]
         if missing:
-            raise ValueError(f"JAX_COORDINATOR_ADDRESS is set but {' and '.join(missing)} is not")
+            raise DistributedSetupError(
+                f"JAX_COORDINATOR_ADDRESS is set but {' and '.join(missing)} is not"
+            )
         jax.distributed.initialize(
             coordinator_address=os.environ["JAX_COORDINATOR_ADDRESS"],
             num_processes=int(os.environ["JAX_NUM_PROCESSES"]),
@@ -74,3 +88,20 @@ def initialize_distributed() -> bool:
 def data_mesh(devices=None) -> Mesh:
     """A one-axis mesh (``data``) over ``devices`` (default: every device of every process)."""
     return Mesh(jax.devices() if devices is None else list(devices), ("data",))
+
+
+@contextlib.contextmanager
+def compile_events() -> Iterator[list[tuple[str, float]]]:
+    """Collects ``(event, seconds)`` for every compilation stage (``COMPILE_EVENTS``) that runs
+    inside the ``with`` block: ``backend_compile_duration`` entries count XLA compilations."""
+    events: list[tuple[str, float]] = []
+
+    def record(event: str, seconds: float, **_) -> None:
+        if event in COMPILE_EVENTS:
+            events.append((event, seconds))
+
+    jax.monitoring.register_event_duration_secs_listener(record)
+    try:
+        yield events
+    finally:
+        jax.monitoring.unregister_event_duration_listener(record)

@@ -57,6 +57,7 @@ from planner.models.denoiser import make_predict_fn, make_unet
 from planner.models.unet import init_params
 from planner.models.value import ValueNet
 from planner.provenance import git_revision
+from planner.runtime import compile_events
 from planner.training import load_windows, make_trainer
 
 SECTIONS = ("train", "plan", "throughput", "startup")
@@ -64,30 +65,16 @@ SECTIONS = ("train", "plan", "throughput", "startup")
 REFERENCE = {"train": 5.0, "umaze": 0.49, "locomotion": 2.05}
 TARGET_SPEEDUP = {"train": 1.3, "umaze": 3.0, "locomotion": 3.0}
 CONFIGS = [f"configs/maze2d-{maze}.yaml" for maze in ("umaze", "medium", "large")]
-COMPILE_EVENTS = (
-    "/jax/core/compile/jaxpr_trace_duration",
-    "/jax/core/compile/jaxpr_to_mlir_module_duration",
-    "/jax/core/compile/backend_compile_duration",
-)
-_compile_seconds = [0.0]
-
-
-def _count_compile_time(event: str, seconds: float, **_) -> None:
-    if event in COMPILE_EVENTS:
-        _compile_seconds[0] += seconds
-
-
-jax.monitoring.register_event_duration_secs_listener(_count_compile_time)
 
 
 def timed_calls(call: Callable[[int], object], repeats: int) -> dict:
     """Compile seconds and wall time of the first ``call(0)``, then one warm-up and ``repeats``
     timed calls (each blocked until ready): median, min, max seconds."""
-    _compile_seconds[0] = 0.0
-    began = time.perf_counter()
-    jax.block_until_ready(call(0))
-    first = time.perf_counter() - began
-    compile_seconds = _compile_seconds[0]
+    with compile_events() as events:
+        began = time.perf_counter()
+        jax.block_until_ready(call(0))
+        first = time.perf_counter() - began
+    compile_seconds = sum(seconds for _, seconds in events)
     jax.block_until_ready(call(1))
     times = []
     for index in range(repeats):
