@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: setup demo test test-all lint format bench-data bench results-data \
-	reproduce-maze2d clean
+	reproduce-maze2d reproduce-compose clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,11 @@ bench: setup  ## training and planning speed on this device (~25 min on 2 CPU co
 
 reproduce-maze2d: setup  ## data, training (CPU budget), evaluation -> results/maze2d.md
 	$(BIN)/python scripts/reproduce.py --suite maze2d --knobs
+
+reproduce-compose: setup  ## test-time composition scenarios (configs/compose/) -> results/composition.md
+	$(BIN)/planner data generate maze2d-umaze-v1
+	$(BIN)/planner data generate maze2d-medium-v1
+	$(BIN)/python scripts/reproduce.py --suite compose
 
 results-data: bench-data  ## regenerate all three Maze2D datasets and write results/data.md
 	$(BIN)/python scripts/data_report.py --force

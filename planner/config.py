@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import yaml
 
+from planner.data.attributes import attributes_from_specs
 from planner.errors import PlannerError
 
 MAZE2D_DATASETS = ("maze2d-umaze-v1", "maze2d-medium-v1", "maze2d-large-v1")
@@ -90,6 +91,11 @@ class DataConfig:
     download: bool = _field(
         False, "Minari only: allow downloading the dataset if it is not stored locally."
     )
+    attributes: tuple[dict, ...] = _field(
+        (),
+        "Yes/no window attributes an attribute-conditioned model learns, e.g. [{name: right, "
+        "type: passes, low: [x, y], high: [x, y]}]; types: passes, ends_in (README).",
+    )
 
 
 @dataclass(frozen=True)
@@ -117,8 +123,20 @@ class DiffusionConfig:
         "norm",
         "Energy from the network output f: ½‖f(x, t)‖² (norm) or ½‖f(x, t) − x‖² (residual).",
     )
+    condition_start: bool = _field(
+        True,
+        "Impose the window's first observation during training; false = a model of whole "
+        "windows, e.g. for planning horizons longer than H from overlapping windows.",
+    )
     condition_goal: bool = _field(
         True, "Impose the window's last observation (the goal) as well as its first."
+    )
+    unconditional_probability: float = _field(
+        0.25,
+        "Attribute-conditioned models: the fraction of training windows shown without an "
+        "attribute (the unconditional model that classifier-free guidance needs).",
+        ge=0,
+        le=1,
     )
     action_weight: float = _field(1.0, "Loss weight of the first action.", ge=0)
     loss_discount: float = _field(1.0, "Per-step loss weight discount along the horizon.", gt=0)
@@ -181,6 +199,12 @@ class PlanConfig:
     horizon: int | None = _field(
         None, "Plan length; null = the training horizon (a multiple of the U-Net's stride).", ge=1
     )
+    window_stride: int | None = _field(
+        None,
+        "Plan longer than the training horizon H as a product of the model on overlapping H-step "
+        "windows this many steps apart (plan.horizon = H + k * stride); null = one window.",
+        ge=1,
+    )
     method: Literal["ddpm", "ddim"] = _field("ddpm", "Sampler: ddpm (the reference) or ddim.")
     n_steps: int | None = _field(None, "DDIM noise levels; null = every level.", ge=1)
     eta: float = _field(0.0, "DDIM stochasticity (1 with every level = DDPM).", ge=0)
@@ -205,6 +229,23 @@ class PlanConfig:
         "float32",
         "Compute dtype of the diffusion network while planning; bfloat16 is mixed precision for "
         "accelerators (on CPU it is emulated and slower).",
+    )
+    require: tuple[str, ...] = _field(
+        (), "Attribute-conditioned models: attributes every plan should have (all of them)."
+    )
+    exclude: tuple[str, ...] = _field(
+        (), "Attribute-conditioned models: attributes no plan should have."
+    )
+    attribute_guidance: float = _field(
+        2.0,
+        "Classifier-free guidance weight w of each required (+w) and excluded (-w) attribute: "
+        "ε = ε_∅ + w Σ (ε_required - ε_∅) - w Σ (ε_excluded - ε_∅).",
+        ge=0,
+    )
+    impose_goal: bool = _field(
+        True,
+        "Inpaint the goal at the plan's last step; false = plans fixed at the start only "
+        "(e.g. when attributes say where to go).",
     )
     n_candidates: int = _field(1, "Plans sampled per query; the best one is returned.", ge=1)
     select: Literal["energy", "value"] = _field(
@@ -428,6 +469,16 @@ def _check_consistency(config: Config, source: str) -> None:
         raise ConfigError(
             f"{source}: data.segmentation eval_goal needs a Maze2D dataset; got {data.dataset!r}"
         )
+    if data.attributes:
+        try:
+            attributes_from_specs(data.attributes)
+        except ValueError as error:
+            raise ConfigError(f"{source}: {error}") from None
+        if config.diffusion.parameterization != "score":
+            raise ConfigError(
+                f"{source}: data.attributes needs diffusion.parameterization: score "
+                f"(attribute-conditioned energy models are not supported)"
+            )
     if config.diffusion.parameterization == "energy" and not config.diffusion.predict_epsilon:
         raise ConfigError(
             f"{source}: diffusion.parameterization energy needs diffusion.predict_epsilon: true "

@@ -35,6 +35,7 @@ from planner.checkpoints import (
     save_checkpoint,
 )
 from planner.config import Config, config_to_dict, save_config
+from planner.data.attributes import attributes_from_specs
 from planner.data.episodes import Episodes
 from planner.data.normalize import Normalizer
 from planner.data.sources import load_episodes
@@ -125,6 +126,8 @@ def load_windows(
         normalizer=normalizer,
         discount=data.discount,
         termination_penalty=data.termination_penalty,
+        attributes=attributes_from_specs(data.attributes),
+        unconditional_probability=config.diffusion.unconditional_probability,
     )
 
 

@@ -1,22 +1,34 @@
-"""Reproduce the Maze2D and Multi2D tables: data, training, evaluation, results/maze2d.md.
+"""Reproduce the published tables: Maze2D/Multi2D (results/maze2d.md) and the test-time
+composition scenarios (results/composition.md).
 
     python scripts/reproduce.py --suite maze2d                 # CPU budget, all three mazes
     python scripts/reproduce.py --suite maze2d --budget paper  # Diffuser's settings (a GPU)
     python scripts/reproduce.py --suite maze2d --tasks umaze --knobs   # + the speed-knob table
+    python scripts/reproduce.py --suite compose                # every configs/compose/*.yaml
+    python scripts/reproduce.py --suite compose --scenarios obstacles-umaze
 
-For each task: the dataset is regenerated if missing, the run ``runs/<task>-<budget>`` is trained
+Maze2D, for each task: the dataset is regenerated if missing, the run ``runs/<task>-<budget>`` is trained
 (or reused when its latest checkpoint already reached the budget's steps; an unfinished run
 resumes), every kept checkpoint is scored on single-task episodes (score against training steps)
 and the last one on single-task and Multi2D episodes. ``results/maze2d.{md,json}`` collect every
 row measured so far, so tasks can be run one at a time.
+
+Composition: each scenario's trained runs are trained if missing (their config and steps are in
+the scenario file), then every layout × method is evaluated (``planner.eval.scenarios``);
+``results/composition.{md,json}`` keep every scenario measured so far, the figures go to
+``results/figures/compose-<name>.png`` and the hand-written reading of each table comes from
+``results/composition_notes.md`` (a ``## <name>`` section per scenario).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
+import re
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +40,19 @@ import matplotlib.pyplot as plt
 
 from planner.checkpoints import checkpoint_manager
 from planner.config import load_config
+from planner.envs.maze2d import get_maze_task
 from planner.eval.command import run_eval
+from planner.eval.scenarios import (
+    RunSpec,
+    load_scenario,
+    markdown_section,
+    run_scenario,
+    term_table,
+)
 from planner.provenance import git_revision
 from planner.training import train
 from planner.viz.figures import save_figure
+from planner.viz.scenarios import plot_scenario
 
 RESULTS = Path("results")
 DIFFUSER = {  # published normalized scores (shared/specs/reference-results.md)
@@ -72,18 +93,32 @@ def config_path(task: str) -> Path:
     return Path("configs") / f"maze2d-{task}.yaml"
 
 
-def train_or_reuse(task: str, budget: str, run_root: Path) -> tuple[Path, list[str]]:
-    """The trained run directory of ``task`` at ``budget`` and the overrides it was made with."""
-    overrides = [*BUDGETS[budget][task], "train.keep_checkpoints=null"]
-    config = load_config(config_path(task), overrides)
-    run_dir = run_root / f"maze2d-{task}-{budget}"
+def train_unless_done(
+    config_file: Path, overrides: list[str], run_dir: Path, kind: str = "diffusion"
+) -> None:
+    """Train (or resume) ``run_dir`` unless its latest checkpoint reached the config's steps."""
+    config = load_config(config_file, overrides)
+    steps = config.train.steps if kind == "diffusion" else config.train.value_steps
     latest = (
         checkpoint_manager(run_dir).latest_step() if (run_dir / "checkpoints").is_dir() else None
     )
-    if latest is None or latest < config.train.steps:
-        print(f"training {run_dir} to {config.train.steps} steps", flush=True)
-        train(config, run_dir, "diffusion")
+    if latest is None or latest < steps:
+        print(f"training {run_dir} ({kind}) to {steps} steps", flush=True)
+        train(config, run_dir, kind)
+
+
+def train_or_reuse(task: str, budget: str, run_root: Path) -> tuple[Path, list[str]]:
+    """The trained run directory of ``task`` at ``budget`` and the overrides it was made with."""
+    overrides = [*BUDGETS[budget][task], "train.keep_checkpoints=null"]
+    run_dir = run_root / f"maze2d-{task}-{budget}"
+    train_unless_done(config_path(task), overrides, run_dir)
     return run_dir, overrides
+
+
+def train_scenario_run(spec: RunSpec) -> None:
+    steps_key = "train.steps" if spec.kind == "diffusion" else "train.value_steps"
+    steps = [f"{steps_key}={spec.steps}", f"train.checkpoint_every={spec.steps}"]
+    train_unless_done(Path(spec.config), [*steps, *spec.overrides], Path(spec.dir), spec.kind)
 
 
 def training_record(run_dir: Path) -> dict[str, Any]:
@@ -264,9 +299,84 @@ def markdown(record: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def scenario_notes(name: str) -> str:
+    """The ``## name`` section of results/composition_notes.md (empty if there is none)."""
+    path = RESULTS / "composition_notes.md"
+    text = path.read_text() if path.is_file() else ""
+    match = re.search(rf"^## {re.escape(name)}\n(.*?)(?=^## |\Z)", text, re.M | re.S)
+    return match.group(1).strip() if match else ""
+
+
+def composition_markdown(record: dict[str, Any]) -> str:
+    lines = [
+        "# Test-time composition",
+        "",
+        "Made by `make reproduce-compose` (`python scripts/reproduce.py --suite compose`; "
+        "`--scenarios NAME` for one). Every scenario composes energies that the model was never "
+        "trained with, at plan time, and is scored in the simulator with the obstacles solid. "
+        "*Success*: the goal reached; *clean success*: reached without touching an obstacle; "
+        "*collision rate*: the fraction of executed steps in contact with an obstacle; *plans "
+        "touching*: chosen plans that pass within the point mass's radius of an obstacle; "
+        "*score*: D4RL normalized score (mean ± s.e.); *path length*: metres to the first goal "
+        "contact, successful episodes; *plan time*: median wall time per plan (batched, "
+        "first batch's compilation included in the median's population).",
+        "",
+    ]
+    for name in sorted(record["scenarios"], key=lambda n: record["scenarios"][n]["order"]):
+        scenario = record["scenarios"][name]
+        lines.append(markdown_section(scenario, scenario_notes(name)))
+        lines.append(
+            f"Wall time {scenario['wall_minutes']} min on {scenario['machine']}, git "
+            f"{scenario['git_revision']}; command `{scenario['command']}`.\n"
+        )
+        if scenario.get("show_terms"):
+            lines += ["Per-term energies of the chosen plans:", "", term_table(scenario)]
+    return "\n".join(lines)
+
+
+def compose_suite(names: list[str] | None) -> None:
+    """Run the selected scenarios (all by default) and rewrite results/composition.md."""
+    files = sorted(Path("configs/compose").glob("*.yaml"))
+    scenarios = [load_scenario(path) for path in files]
+    unknown = set(names or ()) - {scenario.name for scenario in scenarios}
+    if unknown:
+        raise SystemExit(f"unknown scenario(s) {sorted(unknown)}; see configs/compose/")
+    json_path = RESULTS / "composition.json"
+    record = json.loads(json_path.read_text()) if json_path.is_file() else {"scenarios": {}}
+    for order, scenario in enumerate(scenarios):
+        if names and scenario.name not in names:
+            continue
+        for spec in [*scenario.runs, *scenario.value_runs]:
+            train_scenario_run(spec)
+        began = time.perf_counter()
+        result = run_scenario(scenario, log=functools.partial(print, flush=True))
+        rollouts = result.pop("rollouts")
+        task = get_maze_task(result["task"])
+        figure = RESULTS / "figures" / f"compose-{scenario.name}.png"
+        regions = [
+            spec for spec in [*scenario.score.get("constraints", ()),
+                              *scenario.score.get("objectives", ())]
+            if "center" in spec or "low" in spec
+        ]  # fmt: skip
+        plot_scenario(figure, task, result, rollouts, regions)
+        result |= {
+            "order": order,
+            "show_terms": bool(scenario.score),
+            "wall_minutes": round((time.perf_counter() - began) / 60, 1),
+            "machine": platform.platform(),
+            "git_revision": git_revision(),
+            "command": f"python scripts/reproduce.py --suite compose --scenarios {scenario.name}",
+        }
+        record["scenarios"][scenario.name] = result
+        json_path.write_text(json.dumps(record, indent=2) + "\n")
+        (RESULTS / "composition.md").write_text(composition_markdown(record))
+        print(f"wrote {RESULTS / 'composition.md'} ({scenario.name})", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--suite", choices=["maze2d"], default="maze2d")
+    parser.add_argument("--suite", choices=["maze2d", "compose"], default="maze2d")
+    parser.add_argument("--scenarios", nargs="+", help="compose: scenario names (default: all)")
     parser.add_argument("--budget", choices=sorted(BUDGETS), default="cpu")
     parser.add_argument("--tasks", nargs="+", choices=["umaze", "medium", "large"],
                         default=["umaze", "medium", "large"])  # fmt: skip
@@ -274,9 +384,16 @@ def main() -> None:
     parser.add_argument("--knobs", action="store_true", help="also the U-Maze speed-knob table")
     parser.add_argument("--run-root", type=Path, default=Path("runs"))
     parser.add_argument(
-        "--render-only", action="store_true", help="rewrite maze2d.md from maze2d.json"
+        "--render-only", action="store_true", help="rewrite the suite's .md from its .json"
     )
     args = parser.parse_args()
+    if args.suite == "compose":
+        if args.render_only:
+            record = json.loads((RESULTS / "composition.json").read_text())
+            (RESULTS / "composition.md").write_text(composition_markdown(record))
+        else:
+            compose_suite(args.scenarios)
+        return
     json_path = RESULTS / "maze2d.json"
     record = json.loads(json_path.read_text()) if json_path.is_file() else {"rows": []}
     if args.render_only:

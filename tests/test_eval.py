@@ -25,7 +25,14 @@ def test_normalized_score_arithmetic(umaze):
     rewards = np.zeros((2, 300))
     rewards[0, -10:] = 1  # return 10, first reward at step 291
     rewards[1, -30:] = 1  # return 30, first reward at step 271
-    rollouts = Rollouts(np.arange(2), rewards, np.zeros((2, 301, 4)), np.zeros((2, 2)), None)
+    rollouts = Rollouts(
+        np.arange(2),
+        rewards,
+        np.zeros((2, 301, 4)),
+        np.zeros((2, 2)),
+        None,
+        np.zeros((2, 300), bool),
+    )
     summary = score_summary(rollouts, umaze, {"ref_min": 0.0, "ref_max": 40.0})
     assert summary["return"] == {"mean": 20.0, "stderr": pytest.approx(10.0)}  # std 14.14 / √2
     assert summary["normalized_this_simulator"]["mean"] == pytest.approx(50.0)

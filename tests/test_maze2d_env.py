@@ -4,7 +4,9 @@ import pytest
 from planner.envs.maze2d import (
     GOAL_RADIUS,
     MAZE_TASKS,
+    POINT_RADIUS,
     Maze2DEnv,
+    Obstacle,
     PointMassSim,
     d4rl_to_gym_position,
     d4rl_to_gym_vector,
@@ -113,3 +115,44 @@ def test_normalized_score_arithmetic(umaze):
     assert normalized_score(umaze.d4rl_ref_min, umaze.d4rl_ref_min, umaze.d4rl_ref_max) == 0
     assert normalized_score(umaze.d4rl_ref_max, umaze.d4rl_ref_min, umaze.d4rl_ref_max) == 100
     assert normalized_score(92.855, 23.85, 161.86) == pytest.approx(50.0)
+
+
+@pytest.mark.parametrize(
+    "obstacle",
+    [
+        {"type": "circle", "center": [3.0, 2.0], "radius": 0.3},
+        {"type": "box", "low": [2.6, 1.8], "high": [3.2, 2.2]},
+    ],
+)
+def test_an_added_obstacle_stops_a_rollout_physically(umaze, obstacle):
+    # pushed along the bottom corridor (+y) from [3, 1], the point mass passes y = 2 in the plain
+    # maze but stops at the obstacle's face, one point-mass radius short, touching it
+    added = Obstacle.from_spec(obstacle)
+    plain, blocked = Maze2DEnv(umaze), Maze2DEnv(umaze, obstacles=[added])
+    contacts = []
+    for env in (plain, blocked):
+        env.reset(seed=0, options={"start": [3.0, 1.0], "velocity": [0.0, 0.0]})
+        for _ in range(150):
+            observation, *_, info = env.step(np.array([0.0, 0.5]))
+            contacts.append(info["contact"])
+        env.final = observation
+    assert plain.final[1] > 2.5 and not any(contacts[:150])
+    face = 2.0 - (obstacle.get("radius") or 0.2)  # the obstacle's edge on the line x = 3
+    assert blocked.final[1] == pytest.approx(face - POINT_RADIUS, abs=0.02)
+    assert contacts[-1]
+    assert added.depth(blocked.final[:2]) < 0  # the centre never enters
+
+
+def test_random_starts_avoid_added_obstacles(umaze):
+    pillar = Obstacle("circle", center=(1.0, 1.0), radius=0.4)  # covers the whole goal cell
+    env = Maze2DEnv(umaze, multi_task=True, obstacles=[pillar])
+    for seed in range(40):
+        observation, info = env.reset(seed=seed)
+        assert pillar.depth(observation[:2]) < -POINT_RADIUS
+        assert pillar.depth(info["goal"]) < -POINT_RADIUS
+
+
+def test_a_start_point_draws_starts_around_it(umaze):
+    env = Maze2DEnv(umaze, start=[3.0, 3.0])
+    starts = np.array([env.reset(seed=seed)[0][:2] for seed in range(20)])
+    assert np.all(np.abs(starts - [3.0, 3.0]) <= 0.1) and starts.std() > 0.01

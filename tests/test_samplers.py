@@ -12,7 +12,14 @@ import numpy as np
 import pytest
 
 from planner.data.normalize import Normalizer
-from planner.diffusion.denoisers import Denoiser, combine, mix, negate
+from planner.diffusion.denoisers import (
+    Denoiser,
+    combine,
+    mix,
+    negate,
+    overlapping_windows,
+    window_starts,
+)
 from planner.diffusion.samplers import SamplerSpec, sample, sampling_levels
 from planner.diffusion.schedule import cosine_schedule
 from planner.energies.base import guidance_gradient, mixture, negation, term, weighted_sum
@@ -267,3 +274,45 @@ def test_energy_operators_compose_plain_functions():
     assert float(composed.energy(jnp.zeros((1, 2)), 0)) == pytest.approx(
         -0.1 * np.log(1 + np.exp(-20)), abs=1e-6
     )
+
+
+def autoregressive(rho: float, schedule=FINE) -> Denoiser:
+    """The exact denoiser of a stationary Gaussian AR(1) sequence ``x_{h+1} = ρ x_h + noise``
+    (unit variance, covariance ``ρ^|i-j|``) of any length: ``ε = σ_t C_t⁻¹ x`` with ``C_t = ᾱ Σ
+    + (1 - ᾱ) I``."""
+
+    def noise(params, x, t):
+        steps = jnp.arange(x.shape[1])
+        covariance = params ** jnp.abs(steps[:, None] - steps[None, :])
+        alpha_bar = schedule.alphas_cumprod[t][:, None, None]
+        noisy = alpha_bar * covariance + (1 - alpha_bar) * jnp.eye(x.shape[1])
+        return jnp.sqrt(1 - alpha_bar) * jnp.linalg.solve(noisy, x)
+
+    return Denoiser(jnp.float32(rho), noise)
+
+
+def test_overlapping_windows_compose_a_long_sequence_with_the_right_marginals():
+    # A model of 4-step windows, composed over windows 2 steps apart into 10-step sequences,
+    # should draw the 10-step AR(1) sequence: every step N(0, 1), neighbours correlated by ρ.
+    rho, length = 0.8, 10
+    values = jnp.zeros((BATCH, length, 1))
+    free = jnp.zeros((1, length, 1), bool)
+    composed = overlapping_windows(autoregressive(rho), window=4, stride=2)
+    x, _ = draw(EXACT, composed, values=values, mask=free, schedule=FINE)
+    x = x[..., 0]
+    variance, neighbours = x.var(axis=0), (x[:, 1:] * x[:, :-1]).mean(axis=0)
+    assert np.all(np.abs(variance - 1.0) < 0.15), variance
+    assert np.all(np.abs(neighbours - rho) < 0.1), neighbours
+    # the plain product of the windows counts each overlap twice: too little variance there
+    double_counted = Denoiser(composed.params, lambda p, x, t: sum_of_windows(p, x, t, rho))
+    y, _ = draw(EXACT, double_counted, values=values, mask=free, schedule=FINE)
+    assert y[:, 2:8, 0].var(axis=0).max() < 0.8
+
+
+def sum_of_windows(params, x, t, rho):
+    """The windows' noise predictions summed without dividing out the overlaps."""
+    model = autoregressive(rho)
+    total = jnp.zeros_like(x)
+    for start in window_starts(x.shape[1], 4, 2):
+        total = total.at[:, start : start + 4].add(model.noise(x[:, start : start + 4], t))
+    return total

@@ -5,6 +5,10 @@ A trajectory window of horizon ``H`` is ``[H, A + O]``: per step the action then
 and their last observation (the goal; Maze2D plans replace its velocity by zero at plan time).
 Value models regress the discounted return-to-go from the window's first step.
 
+Attribute-conditioned models (``data.attributes``) also get one attribute per window: one of
+the attributes the window has, drawn uniformly, or none (index ``K``) with the configured
+probability or when it has none (``planner.data.attributes``).
+
 Padding policy: with ``padding=False`` a window lies entirely inside one episode, so episodes
 shorter than ``H`` contribute no window. With ``padding=True`` a window may start at any step, and
 steps past the episode's end repeat its last observation with a zero action ("stay put").
@@ -13,12 +17,14 @@ steps past the episode's end repeat its last observation with a zero action ("st
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from planner.data.attributes import Attribute, window_labels
 from planner.data.episodes import DatasetError, Episodes
 from planner.data.normalize import Normalizer, fit_normalizer
 
@@ -30,7 +36,9 @@ class WindowDataset:
     ``transitions`` [N, A + O] normalized steps; ``window_starts`` [M] int32 flat index of each
     window's first step; ``window_last`` [M] int32 flat index of the last step of its episode;
     ``returns_to_go`` [N] float32 discounted return from each step to its episode's end;
-    ``padding_action`` [A] the normalized zero action.
+    ``padding_action`` [A] the normalized zero action; ``labels`` [M, K] bool the windows'
+    attributes (``K = 0`` for unconditioned models); ``unconditional_probability`` how often a
+    window is shown without its attribute.
     """
 
     transitions: jax.Array
@@ -39,8 +47,10 @@ class WindowDataset:
     returns_to_go: jax.Array
     padding_action: jax.Array
     normalizer: Normalizer
+    labels: jax.Array
     horizon: int = struct.field(pytree_node=False)
     action_dim: int = struct.field(pytree_node=False)
+    unconditional_probability: float = struct.field(pytree_node=False, default=0.25)
 
     @property
     def n_windows(self) -> int:
@@ -50,12 +60,14 @@ class WindowDataset:
 @struct.dataclass
 class WindowBatch:
     """``trajectories`` [B, H, A + O] normalized; ``start`` and ``goal`` [B, O] (normalized first
-    and last observation); ``values`` [B] return-to-go from the first step (unnormalized)."""
+    and last observation); ``values`` [B] return-to-go from the first step (unnormalized);
+    ``attribute`` [B] int32 the attribute each window is shown with (``K``: none)."""
 
     trajectories: jax.Array
     start: jax.Array
     goal: jax.Array
     values: jax.Array
+    attribute: jax.Array
 
 
 def window_indices(
@@ -100,11 +112,14 @@ def make_window_dataset(
     normalizer: Normalizer | None = None,
     discount: float = 0.99,
     termination_penalty: float = 0.0,
+    attributes: Sequence[Attribute] = (),
+    unconditional_probability: float = 0.25,
 ) -> WindowDataset:
     """Everything :func:`sample_windows` needs, moved to the default device once.
 
     The normalizer is fitted on all steps unless one is given (e.g. from a checkpoint).
     ``termination_penalty`` is added to the reward of terminal steps before discounting.
+    ``attributes`` label every window (over the first observation dimensions, the positions).
     """
     starts, lasts = window_indices(episodes.boundaries, horizon, padding)
     if len(starts) == 0:
@@ -119,6 +134,8 @@ def make_window_dataset(
     rewards = episodes.rewards + termination_penalty * episodes.terminals
     episode_ends = np.zeros(episodes.n_steps, bool)
     episode_ends[episodes.boundaries[1:] - 1] = True
+    dims = len(attributes[0].low) if attributes else 0
+    labels = window_labels(episodes.observations[:, :dims], starts, lasts, horizon, attributes)
     return WindowDataset(
         transitions=jnp.asarray(normalizer.normalize(steps), jnp.float32),
         window_starts=jnp.asarray(starts),
@@ -126,13 +143,18 @@ def make_window_dataset(
         returns_to_go=jnp.asarray(discounted_returns(rewards, episode_ends, discount)),
         padding_action=jnp.asarray(normalizer.normalize(np.zeros(steps.shape[1]))[:action_dim]),
         normalizer=normalizer,
+        labels=jnp.asarray(labels),
         horizon=horizon,
         action_dim=action_dim,
+        unconditional_probability=unconditional_probability,
     )
 
 
-def gather_windows(dataset: WindowDataset, window_ids: jax.Array) -> WindowBatch:
-    """The windows numbered ``window_ids`` [B] (each in ``[0, M)``) as a :class:`WindowBatch`."""
+def gather_windows(
+    dataset: WindowDataset, window_ids: jax.Array, key: jax.Array | None = None
+) -> WindowBatch:
+    """The windows numbered ``window_ids`` [B] (each in ``[0, M)``) as a :class:`WindowBatch`;
+    ``key`` draws their attributes (none without a key)."""
     first = dataset.window_starts[window_ids]
     last = dataset.window_last[window_ids]
     steps = first[:, None] + jnp.arange(dataset.horizon)[None, :]  # [B, H]
@@ -148,10 +170,25 @@ def gather_windows(dataset: WindowDataset, window_ids: jax.Array) -> WindowBatch
         start=observations[:, 0],
         goal=observations[:, -1],
         values=dataset.returns_to_go[first],
+        attribute=draw_attributes(dataset, window_ids, key),
     )
 
 
+def draw_attributes(dataset: WindowDataset, window_ids: jax.Array, key: jax.Array | None):
+    """``[B]`` int32: per window one of its attributes uniformly, or ``K`` (none) with
+    probability ``unconditional_probability``, when it has none, or without a ``key``."""
+    labels = dataset.labels[window_ids]  # [B, K]
+    none = labels.shape[1]
+    if key is None or none == 0:
+        return jnp.full(window_ids.shape, none, jnp.int32)
+    pick_key, drop_key = jax.random.split(key)
+    chosen = jax.random.categorical(pick_key, jnp.where(labels, 0.0, -jnp.inf), axis=-1)
+    dropped = jax.random.uniform(drop_key, window_ids.shape) < dataset.unconditional_probability
+    return jnp.where(dropped | ~labels.any(axis=1), none, chosen).astype(jnp.int32)
+
+
 def sample_windows(dataset: WindowDataset, key: jax.Array, batch_size: int) -> WindowBatch:
-    """``batch_size`` windows drawn uniformly with replacement; jit-able (``batch_size`` static)."""
+    """``batch_size`` windows drawn uniformly with replacement, with their attributes; jit-able
+    (``batch_size`` static)."""
     window_ids = jax.random.randint(key, (batch_size,), 0, dataset.window_starts.shape[0])
-    return gather_windows(dataset, window_ids)
+    return gather_windows(dataset, window_ids, jax.random.fold_in(key, 1))

@@ -13,6 +13,9 @@ Several trained models compose into one denoiser:
 - :func:`mix`: the mixture ``E = -σ_t logsumexp(-E_i / σ_t)``, energy models only (a mixture needs
   each model's normalized density, which a score does not give).
 
+One model also composes with itself over time: :func:`overlapping_windows` plans trajectories
+longer than the windows it was trained on, as a product of overlapping window factors.
+
 Composed models must share the transition layout and the noise schedule (same number of levels);
 the sampler also uses one normalizer for all of them.
 """
@@ -57,11 +60,11 @@ def in_precision(network: NoiseFn, dtype: Any) -> NoiseFn:
     for accelerators): floating parameters and ``x`` cast to it, the result cast back to ``x``'s
     dtype, so samplers and guidance keep working in float32."""
 
-    def low_precision(params: Any, x: jax.Array, t: jax.Array) -> jax.Array:
+    def low_precision(params: Any, x: jax.Array, t: jax.Array, *condition) -> jax.Array:
         def cast(leaf: jax.Array) -> jax.Array:
             return leaf.astype(dtype) if jnp.issubdtype(leaf.dtype, jnp.floating) else leaf
 
-        return network(jax.tree.map(cast, params), x.astype(dtype), t).astype(x.dtype)
+        return network(jax.tree.map(cast, params), x.astype(dtype), t, *condition).astype(x.dtype)
 
     return low_precision
 
@@ -75,14 +78,15 @@ def network_denoiser(
 ) -> Denoiser:
     """A trained network as a :class:`Denoiser`. ``predict(params, x, t)`` is the network's
     prediction: the noise if ``predict_epsilon``, else the clean trajectory, converted to the
-    noise it implies. ``energy`` is the scalar energy of energy-parameterized networks."""
+    noise it implies (extra arguments, such as an attribute, are passed through). ``energy`` is
+    the scalar energy of energy-parameterized networks."""
     if predict_epsilon:
         return Denoiser(params, predict, energy)
     root_alpha = schedule.sqrt_alphas_cumprod
     root_one_minus = schedule.sqrt_one_minus_alphas_cumprod
 
-    def noise_from_clean(params: Any, x: jax.Array, t: jax.Array) -> jax.Array:
-        clean = predict(params, x, t)
+    def noise_from_clean(params: Any, x: jax.Array, t: jax.Array, *condition) -> jax.Array:
+        clean = predict(params, x, t, *condition)
         return (x - root_alpha[t][:, None, None] * clean) / root_one_minus[t][:, None, None]
 
     return Denoiser(params, noise_from_clean, None)
@@ -117,6 +121,20 @@ def classifier_free(conditional: Denoiser, unconditional: Denoiser, guidance: fl
     return negate(conditional, unconditional, guidance)
 
 
+def composed_conditions(
+    unconditional: Denoiser,
+    required: Sequence[Denoiser],
+    excluded: Sequence[Denoiser],
+    guidance: float,
+) -> Denoiser:
+    """Classifier-free guidance toward every ``required`` condition and away from every
+    ``excluded`` one: ``ε = ε_∅ + w Σ_r (ε_r - ε_∅) - w Σ_e (ε_e - ε_∅)`` (the product of the
+    conditionals over the unconditional, with the excluded ones divided out)."""
+    weight_free = 1.0 - guidance * len(required) + guidance * len(excluded)
+    weights = [weight_free, *[guidance] * len(required), *[-guidance] * len(excluded)]
+    return combine([unconditional, *required, *excluded], weights)
+
+
 def mix(denoisers: Sequence[Denoiser], schedule: Schedule) -> Denoiser:
     """The equal-weight mixture of energy models: ``E = -σ_t logsumexp(-E_i / σ_t)``."""
     if not denoisers or not all(d.has_energy for d in denoisers):
@@ -135,3 +153,56 @@ def mix(denoisers: Sequence[Denoiser], schedule: Schedule) -> Denoiser:
         return jax.grad(lambda y: energy(params, y, t).sum())(x)
 
     return Denoiser(tuple(d.params for d in denoisers), noise, energy)
+
+
+def window_starts(length: int, window: int, stride: int) -> tuple[int, ...]:
+    """First steps of the windows ``[s, s + window)`` that tile ``length`` steps ``stride``
+    apart; ``ValueError`` unless they tile it exactly and consecutive windows overlap."""
+    if not 0 < stride < window:
+        raise ValueError(f"the window stride must be in 1..{window - 1}; got {stride}")
+    if length < window or (length - window) % stride:
+        raise ValueError(
+            f"a plan of {length} steps is not {window}-step windows {stride} steps apart; use "
+            f"{window} + k * {stride} steps"
+        )
+    return tuple(range(0, length - window + 1, stride))
+
+
+def overlapping_windows(denoiser: Denoiser, window: int, stride: int) -> Denoiser:
+    """``denoiser``, trained on ``window``-step trajectories, as a model of longer ones.
+
+    The long trajectory's density is the product of the model on overlapping windows ``W_k``
+    divided by the model on their overlaps ``O_k = W_k ∩ W_{k+1}`` (the factor graph of a chain;
+    exact at noise level 0 when the data are Markov over the overlap), so
+    ``ε(x) = Σ_k ε(x[W_k]) - Σ_k ε(x[O_k])`` placed at each window's steps, and the same for
+    the energy. The overlaps (``window - stride`` steps) are evaluated by the same
+    convolutional network. ``x`` [B, L, D] with ``L = window + k * stride``.
+    """
+
+    def factors(length: int) -> tuple[tuple[float, tuple[int, ...], int], ...]:
+        """``(sign, first steps, size)`` of the window factors and of the overlap divisors."""
+        starts = window_starts(length, window, stride)
+        overlaps = tuple(s + stride for s in starts[:-1])
+        return (1.0, starts, window), (-1.0, overlaps, window - stride)
+
+    def stacked(fn: Callable, params: Any, x: jax.Array, t: jax.Array, starts, size: int):
+        """``fn`` on every slice ``x[:, s : s + size]`` in one call: ``[len(starts), B, ...]``."""
+        slices = jnp.concatenate([x[:, s : s + size] for s in starts])
+        out = fn(params, slices, jnp.tile(t, len(starts)))
+        return out.reshape(len(starts), x.shape[0], *out.shape[1:])
+
+    def noise(params: Any, x: jax.Array, t: jax.Array) -> jax.Array:
+        total = jnp.zeros_like(x)
+        for sign, starts, size in factors(x.shape[1]):
+            outputs = stacked(denoiser.noise_fn, params, x, t, starts, size)
+            for first, output in zip(starts, outputs, strict=True):
+                total = total.at[:, first : first + size].add(sign * output)
+        return total
+
+    def energy(params: Any, x: jax.Array, t: jax.Array) -> jax.Array:
+        return sum(
+            sign * stacked(denoiser.energy_fn, params, x, t, starts, size).sum(axis=0)
+            for sign, starts, size in factors(x.shape[1])
+        )
+
+    return Denoiser(denoiser.params, noise, energy if denoiser.has_energy else None)

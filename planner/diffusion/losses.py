@@ -31,7 +31,12 @@ def loss_weights(
 
 
 def noisy_conditioned_input(
-    schedule: Schedule, batch: WindowBatch, key: jax.Array, action_dim: int, condition_goal: bool
+    schedule: Schedule,
+    batch: WindowBatch,
+    key: jax.Array,
+    action_dim: int,
+    condition_goal: bool,
+    condition_start: bool = True,
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
     """``(x_t, t, noise, mask)``: the batch noised at random levels, conditions imposed."""
     x0 = batch.trajectories
@@ -39,7 +44,9 @@ def noisy_conditioned_input(
     t = jax.random.randint(level_key, (x0.shape[0],), 0, schedule.n_steps)
     noise = jax.random.normal(noise_key, x0.shape, x0.dtype)
     goal = batch.goal if condition_goal else None
-    mask, values = endpoint_conditions(batch.start, goal, x0.shape[1], action_dim)
+    mask, values = endpoint_conditions(
+        batch.start, goal, x0.shape[1], action_dim, fix_start=condition_start
+    )
     return impose(add_noise(schedule, x0, t, noise), mask, values), t, noise, mask
 
 
@@ -52,7 +59,8 @@ def make_diffusion_loss(
     action_dim: int,
 ) -> LossFn:
     """``loss(params, batch, key) -> (loss, metrics)``: weighted squared error of the predicted
-    noise (``predict_epsilon``) or clean trajectory, over the entries that are not conditioned."""
+    noise (``predict_epsilon``) or clean trajectory, over the entries that are not conditioned;
+    attribute-conditioned models see each window's drawn attribute."""
     diffusion = config.diffusion
     weights = jnp.asarray(
         loss_weights(
@@ -60,12 +68,15 @@ def make_diffusion_loss(
         )
     )
 
+    conditional = bool(config.data.attributes)
+
     def loss(params: dict, batch: WindowBatch, key: jax.Array):
         x_t, t, noise, mask = noisy_conditioned_input(
-            schedule, batch, key, action_dim, diffusion.condition_goal
+            schedule, batch, key, action_dim, diffusion.condition_goal, diffusion.condition_start
         )
         target = noise if diffusion.predict_epsilon else batch.trajectories
-        error = (predict(params, x_t, t) - target) ** 2 * jnp.where(mask, 0.0, weights)
+        attribute = (batch.attribute,) if conditional else ()
+        error = (predict(params, x_t, t, *attribute) - target) ** 2 * jnp.where(mask, 0.0, weights)
         first_action = error[:, 0, :action_dim].mean() / jnp.maximum(weights[0, 0], 1e-8)
         mean_error = error.mean()
         return mean_error, {"loss": mean_error, "first_action_loss": first_action}

@@ -13,8 +13,9 @@ differs. Everything this project exposes (datasets, configs, plots, scores) is i
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import gymnasium as gym
 import gymnasium_robotics
@@ -28,6 +29,8 @@ CELL_NOISE = 0.1  # starts and random goals: a free cell + U(-0.1, 0.1) per axis
 START_VELOCITY_STD = 0.1  # starting velocity ~ N(0, 0.1^2)
 VELOCITY_LIMIT = 5.0  # PointMaze clips |qvel| to this before every step
 WALL_OFFSET = 0.7  # a cell (r, c) spans x in [r - 0.7, r + 0.3], y in [c - 0.7, c + 0.3]
+POINT_RADIUS = 0.1  # PointMaze's point mass is a sphere of this radius
+OBSTACLE_HALF_HEIGHT = 0.2  # added obstacles are as tall as the maze blocks
 
 
 @dataclass(frozen=True)
@@ -177,19 +180,84 @@ def make_pointmaze(task: MazeTask) -> Any:
     return env.unwrapped
 
 
+@dataclass(frozen=True)
+class Obstacle:
+    """A solid obstacle added to the maze, D4RL frame: a disc (``center``, ``radius``; a vertical
+    cylinder in MuJoCo) or an axis-aligned box (``low``, ``high``)."""
+
+    shape: Literal["circle", "box"]
+    center: tuple[float, float] = (0.0, 0.0)
+    radius: float = 0.0
+    low: tuple[float, float] = (0.0, 0.0)
+    high: tuple[float, float] = (0.0, 0.0)
+
+    @staticmethod
+    def from_spec(spec: Mapping[str, Any]) -> Obstacle:
+        """From a constraint spec ``{type: circle, center, radius}`` or ``{type: box, low,
+        high}`` (other keys, such as guidance weights, are ignored)."""
+        if spec.get("type") == "circle":
+            return Obstacle("circle", center=_pair(spec["center"]), radius=float(spec["radius"]))
+        if spec.get("type") == "box":
+            return Obstacle("box", low=_pair(spec["low"]), high=_pair(spec["high"]))
+        raise ValueError(f"an obstacle is a circle or a box; got type {spec.get('type')!r}")
+
+    def depth(self, positions: np.ndarray) -> np.ndarray:
+        """``[...]`` how far positions ``[..., 2]`` are inside the obstacle (negative outside)."""
+        if self.shape == "circle":
+            return self.radius - np.linalg.norm(positions - np.asarray(self.center), axis=-1)
+        inside = np.minimum(positions - np.asarray(self.low), np.asarray(self.high) - positions)
+        return np.min(inside, axis=-1)
+
+
+def _pair(values: Sequence[float]) -> tuple[float, float]:
+    x, y = (float(v) for v in values)
+    return x, y
+
+
+def _add_obstacle(spec: Any, obstacle: Obstacle, name: str, task: MazeTask) -> None:
+    """Add ``obstacle`` to the MuJoCo model ``spec`` as a fixed geom that collides like a wall."""
+    if obstacle.shape == "circle":
+        center = d4rl_to_gym_position(np.asarray(obstacle.center), task)
+        size = (obstacle.radius, OBSTACLE_HALF_HEIGHT, 0.0)
+        kind = mujoco.mjtGeom.mjGEOM_CYLINDER
+    else:
+        corners = d4rl_to_gym_position(np.asarray([obstacle.low, obstacle.high]), task)
+        center = corners.mean(axis=0)
+        half_x, half_y = np.abs(corners[1] - corners[0]) / 2
+        size = (half_x, half_y, OBSTACLE_HALF_HEIGHT)
+        kind = mujoco.mjtGeom.mjGEOM_BOX
+    geom = spec.worldbody.add_geom()
+    geom.name, geom.type, geom.size = name, kind, size
+    geom.pos = (center[0], center[1], OBSTACLE_HALF_HEIGHT)
+    geom.contype, geom.conaffinity = 1, 1
+    geom.rgba = (0.8, 0.2, 0.2, 1.0)
+
+
 class PointMassSim:
     """PointMaze's MuJoCo point mass stepped directly, with state and actions in the D4RL frame.
 
     ``step`` does exactly what ``PointEnv.step`` does (clip the action, clip the velocity, one
     ``mj_step``) without its per-call array copies, so the data generator reaches tens of
     thousands of steps per second. Positions and velocities are Python floats for speed.
+    ``obstacles`` are added to the MuJoCo model as solid geoms: the point mass collides with them
+    as with the maze walls; :meth:`touching_obstacle` says whether it is in contact with one.
     """
 
-    def __init__(self, task: MazeTask):
+    def __init__(self, task: MazeTask, obstacles: Sequence[Obstacle] = ()):
         self.task = task
+        self.obstacles = tuple(obstacles)
         pointmaze = make_pointmaze(task)
         self.model: mujoco.MjModel = pointmaze.point_env.model
         self.data: mujoco.MjData = pointmaze.point_env.data
+        if self.obstacles:
+            spec = mujoco.MjSpec.from_file(pointmaze.tmp_xml_file_path)
+            for index, obstacle in enumerate(self.obstacles):
+                _add_obstacle(spec, obstacle, f"obstacle_{index}", task)
+            self.model = spec.compile()
+            self.data = mujoco.MjData(self.model)
+        self._obstacle_geoms = np.array(
+            [self.model.geom(f"obstacle_{i}").id for i in range(len(self.obstacles))], np.int64
+        )
         self._qpos = self.data.qpos  # views, valid for the lifetime of ``data``
         self._qvel = self.data.qvel
         self._ctrl = self.data.ctrl
@@ -209,6 +277,12 @@ class PointMassSim:
         qvel[0] = min(max(qvel[0], -VELOCITY_LIMIT), VELOCITY_LIMIT)
         qvel[1] = min(max(qvel[1], -VELOCITY_LIMIT), VELOCITY_LIMIT)
         mujoco.mj_step(self.model, self.data)
+
+    def touching_obstacle(self) -> bool:
+        """Whether any active MuJoCo contact involves an added obstacle."""
+        if not self.obstacles or self.data.ncon == 0:
+            return False
+        return bool(np.isin(self.data.contact.geom, self._obstacle_geoms).any())
 
     def observe(self) -> tuple[float, float, float, float]:
         """``(x, y, vx, vy)`` in the D4RL frame."""
@@ -236,15 +310,27 @@ class Maze2DEnv(gym.Env):
     Reward is 1 for every step that ends within 0.5 of the goal; episodes never terminate and are
     truncated after ``max_episode_steps`` (300 / 600 / 800). ``reset(options=...)`` accepts
     ``start`` [2], ``velocity`` [2] and ``goal`` [2] to fix them.
+
+    Test-time variations (composition scenarios): ``obstacles`` are solid in the simulator (a
+    random start or goal that would touch one is drawn again; ``info["contact"]`` says whether
+    the point mass touches one after a step), and ``start`` [2] replaces the random start cell
+    by this point (+ U(-0.1, 0.1) per axis).
     """
 
     metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012 (gymnasium's class attribute)
 
-    def __init__(self, task: MazeTask | str, multi_task: bool = False):
+    def __init__(
+        self,
+        task: MazeTask | str,
+        multi_task: bool = False,
+        obstacles: Sequence[Obstacle] = (),
+        start: Sequence[float] | None = None,
+    ):
         self.task = get_maze_task(task) if isinstance(task, str) else task
         self.multi_task = multi_task
+        self.start = None if start is None else np.asarray(start, dtype=np.float64)
         self.max_episode_steps = self.task.max_episode_steps
-        self.sim = PointMassSim(self.task)
+        self.sim = PointMassSim(self.task, obstacles)
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(4,), dtype=np.float64)
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
         self.goal = self.task.eval_goal
@@ -258,6 +344,12 @@ class Maze2DEnv(gym.Env):
         start = sample_cell_position(self.task, self.np_random)
         velocity = self.np_random.normal(0.0, START_VELOCITY_STD, size=2)
         goal = sample_cell_position(self.task, self.np_random) if self.multi_task else None
+        if self.start is not None:
+            start = self.start + self.np_random.uniform(-CELL_NOISE, CELL_NOISE, size=2)
+        while self._touches_obstacle(start):
+            start = sample_cell_position(self.task, self.np_random)
+        while goal is not None and self._touches_obstacle(goal):
+            goal = sample_cell_position(self.task, self.np_random)
         start = np.asarray(options.get("start", start), dtype=np.float64)
         velocity = np.asarray(options.get("velocity", velocity), dtype=np.float64)
         goal = options.get("goal", goal)
@@ -272,7 +364,12 @@ class Maze2DEnv(gym.Env):
         observation = self._observation()
         success = bool(np.linalg.norm(observation[:2] - self.goal) <= GOAL_RADIUS)
         truncated = self._elapsed >= self.max_episode_steps
-        return observation, float(success), False, truncated, {"success": success}
+        info = {"success": success, "contact": self.sim.touching_obstacle()}
+        return observation, float(success), False, truncated, info
+
+    def _touches_obstacle(self, position: np.ndarray) -> bool:
+        """Whether the point mass at ``position`` [2] would overlap an added obstacle."""
+        return any(o.depth(position) > -POINT_RADIUS for o in self.sim.obstacles)
 
     def _observation(self) -> np.ndarray:
         return np.array(self.sim.observe())

@@ -21,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from planner.config import Config, config_to_dict
 from planner.data.maze2d import reference_scores
 from planner.data.sources import generated_path, reference_path
-from planner.envs.maze2d import MazeTask, find_maze_task, normalized_score
+from planner.envs.maze2d import MazeTask, Obstacle, find_maze_task, normalized_score
 from planner.eval.rollouts import PlanFn, Rollouts, run_episodes
 from planner.eval.scores import score_summary
 from planner.planning.command import build_planner, plan_config
@@ -45,10 +45,15 @@ def simulator_references(task: MazeTask) -> dict[str, Any]:
 
 
 def planner_policy(
-    planner: Planner, warm_planner: Planner | None, seed: int, n_candidates: int
+    planner: Planner,
+    warm_planner: Planner | None,
+    seed: int,
+    n_candidates: int,
+    impose_goal: bool = True,
 ) -> PlanFn:
     """Plans for a batch of episodes; episode ``i``'s ``r``-th plan uses the key
-    ``fold_in(fold_in(key(seed), i), r)``. Replans warm-start with ``warm_planner`` if given."""
+    ``fold_in(fold_in(key(seed), i), r)``. Replans warm-start with ``warm_planner`` if given.
+    Without ``impose_goal`` plans are fixed at the start only."""
     root = jax.random.key(seed)
 
     def plan(episodes, observations, goals, previous, replan):
@@ -58,17 +63,24 @@ def planner_policy(
         warm = previous is not None and warm_planner is not None
         chosen = warm_planner if warm else planner
         plans = chosen.plan(
-            keys, observations, goals, n_candidates, warm_start=previous if warm else None
-        )
+            keys, observations, goals if impose_goal else None, n_candidates,
+            warm_start=previous if warm else None,
+        )  # fmt: skip
         return plans.chosen
 
     return plan
 
 
 def evaluate(
-    run: TrainedRun, config: Config, task: MazeTask, show_progress: bool = True
+    run: TrainedRun,
+    config: Config,
+    task: MazeTask,
+    show_progress: bool = True,
+    obstacles: Sequence[Obstacle] = (),
+    start: Sequence[float] | None = None,
 ) -> Rollouts:
-    """All ``config.eval.episodes`` episodes, ``config.eval.batch_size`` at a time."""
+    """All ``config.eval.episodes`` episodes, ``config.eval.batch_size`` at a time, in mazes with
+    the added ``obstacles`` and, if given, starts around ``start`` (see :class:`Maze2DEnv`)."""
     settings = config.eval
     planner, _, _ = build_planner(run, config, task)
     warm_planner = None
@@ -78,7 +90,8 @@ def evaluate(
                 f"eval.warm_start_level must be below the model's {run.schedule.n_steps} levels"
             )
         warm_planner = planner.warm_started(settings.warm_start_level)
-    plan_fn = planner_policy(planner, warm_planner, config.plan.seed, config.plan.n_candidates)
+    plan = config.plan
+    plan_fn = planner_policy(planner, warm_planner, plan.seed, plan.n_candidates, plan.impose_goal)
     mode = "Multi2D" if settings.multi_task else "single-task"
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     parts: list[Rollouts] = []
@@ -88,7 +101,7 @@ def evaluate(
             episodes = range(first, min(first + settings.batch_size, settings.episodes))
             rollouts = run_episodes(
                 task, plan_fn, run.layout, episodes, settings.seed, settings.multi_task,
-                settings.replan_every,
+                settings.replan_every, obstacles, start,
             )  # fmt: skip
             parts.append(rollouts)
             returns = np.concatenate([part.returns for part in parts])

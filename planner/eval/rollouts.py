@@ -9,13 +9,14 @@ own seed and its plans from its own key, so results do not depend on how episode
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from planner.energies.terms import Layout
-from planner.envs.maze2d import Maze2DEnv, MazeTask
+from planner.envs.maze2d import Maze2DEnv, MazeTask, Obstacle
 from planner.planning.planner import shift_plan
 
 # plan_fn(episodes [B] int, observations [B, O], goals [B, P], previous [B, H, D] or None,
@@ -33,7 +34,9 @@ class Rollouts:
     """``N`` finished episodes of ``T`` steps.
 
     ``episodes`` [N] indices; ``rewards`` [N, T]; ``observations`` [N, T + 1, O]; ``goals``
-    [N, P]; ``first_plans`` [N, H, D] the plan made at the start of each episode.
+    [N, P]; ``first_plans`` [N, H, D] the plan made at the start of each episode; ``contacts``
+    [N, T] bool, whether the point mass touched an added obstacle after each step;
+    ``plan_seconds`` [N] each episode's share of the wall time of its batch's planner calls.
     """
 
     episodes: np.ndarray
@@ -41,6 +44,8 @@ class Rollouts:
     observations: np.ndarray
     goals: np.ndarray
     first_plans: np.ndarray
+    contacts: np.ndarray
+    plan_seconds: np.ndarray
 
     @property
     def returns(self) -> np.ndarray:
@@ -60,7 +65,8 @@ class Rollouts:
 
     @staticmethod
     def concatenate(parts: Sequence[Rollouts]) -> Rollouts:
-        fields = ("episodes", "rewards", "observations", "goals", "first_plans")
+        fields = ("episodes", "rewards", "observations", "goals", "first_plans", "contacts",
+                  "plan_seconds")  # fmt: skip
         return Rollouts(**{f: np.concatenate([getattr(p, f) for p in parts]) for f in fields})
 
 
@@ -86,10 +92,13 @@ def run_episodes(
     seed: int,
     multi_task: bool = False,
     replan_every: int = 0,
+    obstacles: Sequence[Obstacle] = (),
+    start: Sequence[float] | None = None,
 ) -> Rollouts:
     """Run ``episodes`` together: plan at the start (and every ``replan_every`` steps if > 0,
-    passing the previous plan shifted by the executed steps), track, step every simulator."""
-    envs = [Maze2DEnv(task, multi_task) for _ in episodes]
+    passing the previous plan shifted by the executed steps), track, step every simulator.
+    ``obstacles`` and ``start`` are passed to each :class:`Maze2DEnv`."""
+    envs = [Maze2DEnv(task, multi_task, obstacles, start) for _ in episodes]
     resets = [env.reset(seed=episode_seed(seed, i)) for env, i in zip(envs, episodes, strict=True)]
     ids = np.asarray(episodes)
     observation = np.stack([obs for obs, _ in resets])
@@ -97,17 +106,24 @@ def run_episodes(
     steps = task.max_episode_steps
     observations = np.zeros((len(envs), steps + 1, observation.shape[1]))
     rewards = np.zeros((len(envs), steps))
+    contacts = np.zeros((len(envs), steps), bool)
     observations[:, 0] = observation
+    began = time.perf_counter()
     plans = first_plans = plan_fn(ids, observation, goals, None, 0)
+    plan_seconds = time.perf_counter() - began
     plan_began = 0
     for step in range(steps):
         if replan_every and step > 0 and step % replan_every == 0:
             previous = shift_plan(plans, step - plan_began)
+            began = time.perf_counter()
             plans = plan_fn(ids, observation, goals, previous, step // replan_every)
+            plan_seconds += time.perf_counter() - began
             plan_began = step
         states = plans[..., layout.action_dim :]
         actions = tracking_actions(states, observation, step - plan_began, layout)
         for index, env in enumerate(envs):
-            observation[index], rewards[index, step], *_ = env.step(actions[index])
+            observation[index], rewards[index, step], _, _, info = env.step(actions[index])
+            contacts[index, step] = info["contact"]
         observations[:, step + 1] = observation
-    return Rollouts(ids, rewards, observations, goals, np.asarray(first_plans))
+    shares = np.full(len(envs), plan_seconds / len(envs))
+    return Rollouts(ids, rewards, observations, goals, np.asarray(first_plans), contacts, shares)

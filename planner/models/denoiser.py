@@ -28,6 +28,7 @@ def make_unet(config: Config, transition_dim: int) -> TemporalUnet:
         dim_mults=model.dim_mults,
         kernel_size=model.kernel_size,
         attention=model.attention,
+        n_attributes=len(config.data.attributes),
     )
 
 

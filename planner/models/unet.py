@@ -188,17 +188,27 @@ def init_params(module: nn.Module, key: jax.Array, *example_inputs: jax.Array) -
 
 
 class TemporalUnet(nn.Module):
-    """Denoiser ``(x [B, H, D], t [B]) -> [B, H, D]``, ``H`` a multiple of ``2^(levels - 1)``."""
+    """Denoiser ``(x [B, H, D], t [B]) -> [B, H, D]``, ``H`` a multiple of ``2^(levels - 1)``.
+
+    With ``n_attributes = K > 0`` it also takes ``attribute`` [B] int in ``[0, K]`` (``K``, or
+    None: no attribute), embedded and added to the noise-level embedding.
+    """
 
     transition_dim: int
     dim: int = 32
     dim_mults: Sequence[int] = (1, 4, 8)
     kernel_size: int = 5
     attention: bool = False
+    n_attributes: int = 0
 
     @nn.compact
-    def __call__(self, x: jax.Array, t: jax.Array) -> jax.Array:
-        time = TimeEmbedding(self.dim)(t).astype(x.dtype)  # keeps bfloat16 inputs in bfloat16
+    def __call__(self, x: jax.Array, t: jax.Array, attribute: jax.Array | None = None) -> jax.Array:
+        time = TimeEmbedding(self.dim)(t)
+        if self.n_attributes:
+            if attribute is None:
+                attribute = jnp.full(t.shape, self.n_attributes, jnp.int32)
+            time = time + nn.Embed(self.n_attributes + 1, self.dim)(attribute)
+        time = time.astype(x.dtype)  # keeps bfloat16 inputs in bfloat16
         x, skips = DownPath(self.dim, self.dim_mults, self.kernel_size, self.attention)(x, time)
         middle = self.dim * self.dim_mults[-1]
         x = ResidualTemporalBlock(middle, self.kernel_size)(x, time)

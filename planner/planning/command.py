@@ -18,6 +18,7 @@ import numpy as np
 import yaml
 
 from planner.config import Config, ConfigError, apply_override, config_from_dict, config_to_dict
+from planner.diffusion.denoisers import composed_conditions, overlapping_windows, window_starts
 from planner.energies.base import Term
 from planner.envs.maze2d import GOAL_RADIUS, Maze2DEnv, MazeTask, find_maze_task
 from planner.planning.maze import (
@@ -107,10 +108,26 @@ def build_planner(
         raise ConfigError(f"plan.horizon must be a multiple of {stride}; got {horizon}")
     spec = sampler_spec(plan, config.diffusion.clip_denoised)
     try:
+        denoiser = run.denoiser_in(plan.precision)
+        if plan.require or plan.exclude:
+            denoiser = composed_conditions(
+                run.attribute_denoiser(None, plan.precision),
+                [run.attribute_denoiser(name, plan.precision) for name in plan.require],
+                [run.attribute_denoiser(name, plan.precision) for name in plan.exclude],
+                plan.attribute_guidance,
+            )
+        if plan.window_stride is not None:
+            window = config.data.horizon
+            window_starts(horizon, window, plan.window_stride)
+            if (window - plan.window_stride) % stride:
+                raise ValueError(
+                    f"plan.window_stride must leave overlaps (H - stride = "
+                    f"{window - plan.window_stride}) that are a multiple of {stride}"
+                )
+            denoiser = overlapping_windows(denoiser, window, plan.window_stride)
         planner = Planner(
-            run.denoiser_in(plan.precision), run.schedule, run.normalizer, run.layout, horizon,
-            spec, terms, plan.select,
-        )  # fmt: skip
+            denoiser, run.schedule, run.normalizer, run.layout, horizon, spec, terms, plan.select
+        )
     except ValueError as error:
         raise ConfigError(str(error)) from None
     labels = [f"plan.constraints[{i}]" for i in range(len(plan.constraints))]
@@ -154,7 +171,11 @@ def run_plan(
 
     began = time.perf_counter()
     plans = planner.plan(
-        jax.random.key(plan.seed), start_obs[None], goal_xy[None], plan.n_candidates, waypoints
+        jax.random.key(plan.seed),
+        start_obs[None],
+        goal_xy[None] if plan.impose_goal else None,
+        plan.n_candidates,
+        waypoints,
     )
     seconds = time.perf_counter() - began
     out_dir = out_dir or run.run_dir / "plans"

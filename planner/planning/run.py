@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
@@ -58,6 +59,28 @@ class TrainedRun:
         """:attr:`denoiser` (``float32``) or :attr:`bfloat16_denoiser` (``bfloat16``)."""
         return self.bfloat16_denoiser if precision == "bfloat16" else self.denoiser
 
+    @property
+    def attribute_names(self) -> tuple[str, ...]:
+        """The attributes an attribute-conditioned model was trained with (else empty)."""
+        return tuple(spec["name"] for spec in self.config.data.attributes)
+
+    @functools.cached_property
+    def _attribute_denoisers(self) -> dict[tuple[str | None, str], Denoiser]:
+        return {}
+
+    def attribute_denoiser(self, name: str | None, precision: str = "float32") -> Denoiser:
+        """The model conditioned on attribute ``name`` (None: unconditioned), built once per
+        name so samplers compile once per composition."""
+        if name is not None and name not in self.attribute_names:
+            known = ", ".join(self.attribute_names) or "none: the model is unconditioned"
+            raise ValueError(f"unknown attribute {name!r}; this model's attributes: {known}")
+        if (name, precision) not in self._attribute_denoisers:
+            index = self.attribute_names.index(name) if name else len(self.attribute_names)
+            network = self.denoiser_in(precision)
+            fixed = functools.partial(_with_attribute, network.noise_fn, index)
+            self._attribute_denoisers[name, precision] = Denoiser(network.params, fixed)
+        return self._attribute_denoisers[name, precision]
+
     def _network_denoiser(self, dtype) -> Denoiser:
         if self.kind != "diffusion":
             raise CheckpointError(f"{self.run_dir}: holds a {self.kind} model, not a diffusion one")
@@ -80,6 +103,10 @@ class TrainedRun:
             raise CheckpointError(f"{self.run_dir}: holds a {self.kind} model, not a value model")
         model = self.config.model
         return ValueNet(model.dim, model.dim_mults, model.kernel_size, model.attention).apply
+
+
+def _with_attribute(noise_fn, index: int, params: Any, x: jax.Array, t: jax.Array) -> jax.Array:
+    return noise_fn(params, x, t, jnp.full(t.shape, index, jnp.int32))
 
 
 def load_run(run_dir: str | Path, step: int | None = None) -> TrainedRun:

@@ -1,0 +1,87 @@
+"""Figures of composition scenarios: layouts × methods, with plans, paths and obstacles drawn."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
+from matplotlib.patches import Circle, Rectangle
+
+from planner.envs.maze2d import MazeTask, Obstacle
+from planner.eval.rollouts import Rollouts
+from planner.viz.figures import save_figure
+from planner.viz.maze import draw_maze
+
+
+def draw_region(ax: Axes, spec: Mapping[str, Any], **style) -> None:
+    """A circle (``center``, ``radius``) or box (``low``, ``high``) region of a term spec, in the
+    maze figures' axes (D4RL ``y`` across, ``x`` down)."""
+    if "center" in spec:
+        x, y = spec["center"]
+        ax.add_patch(Circle((y, x), spec["radius"], **style))
+    else:
+        (x0, y0), (x1, y1) = spec["low"], spec["high"]
+        ax.add_patch(Rectangle((y0, x0), y1 - y0, x1 - x0, **style))
+
+
+def plot_scenario(
+    path: str | Path,
+    task: MazeTask,
+    record: Mapping[str, Any],
+    rollouts: Mapping[tuple[str, str], Rollouts],
+    regions: Sequence[Mapping[str, Any]] = (),
+    shown: int = 6,
+    position_columns: Sequence[int] = (2, 3),
+) -> Path:
+    """One panel per layout (row) and method (column): the first ``shown`` episodes' plans
+    (dashed) and executed paths (solid), obstacles in red, ``regions`` (e.g. a preferred
+    corridor) outlined in green, the start marked by a circle; for attribute layouts the
+    required attributes' boxes outlined in green and the excluded ones in red."""
+    attributes = {spec["name"]: spec for spec in record.get("attributes", ())}
+    layouts = [layout["name"] for layout in record["layouts"]]
+    methods = list(dict.fromkeys(row["method"] for row in record["rows"]))
+    figure, axes = plt.subplots(
+        len(layouts), len(methods), figsize=(3.3 * len(methods), 3.3 * len(layouts)),
+        squeeze=False,
+    )  # fmt: skip
+    colours = plt.cm.tab10.colors
+    for layout, row_axes in zip(record["layouts"], axes, strict=True):
+        for method, ax in zip(methods, row_axes, strict=True):
+            draw_maze(ax, task)
+            for spec in layout["obstacles"]:
+                Obstacle.from_spec(spec)  # a drawable obstacle
+                draw_region(ax, spec, color="tab:red", alpha=0.8, lw=0)
+            for spec in regions:
+                draw_region(ax, spec, fill=False, color="tab:green", lw=1.5, ls="--")
+            for names, colour in ((layout.get("require", ()), "tab:green"),
+                                  (layout.get("exclude", ()), "tab:red")):  # fmt: skip
+                for name in names:
+                    draw_region(ax, attributes[name], fill=False, color=colour, lw=2, ls=":")
+            result = rollouts[(layout["name"], method)]
+            for index in range(min(shown, len(result.returns))):
+                colour = colours[index % len(colours)]
+                plan = result.first_plans[index][:, list(position_columns)]
+                path_xy = result.observations[index][:, :2]
+                ax.plot(plan[:, 1], plan[:, 0], "--", color=colour, lw=1.0)
+                ax.plot(path_xy[:, 1], path_xy[:, 0], "-", color=colour, lw=1.6, alpha=0.8)
+                ax.plot(path_xy[0, 1], path_xy[0, 0], "o", color=colour, ms=4)
+            row = next(
+                r for r in record["rows"] if (r["layout"], r["method"]) == (layout["name"], method)
+            )
+            if "specification_plan_rate" in row:
+                outcome = (f"holds: plans {row['specification_plan_rate']:.0%}, "
+                           f"paths {row['specification_path_rate']:.0%}")  # fmt: skip
+            else:
+                outcome = (f"clean success {row['clean_success_rate']:.0%}, "
+                           f"collisions {row['collision_rate']:.1%}")  # fmt: skip
+            ax.set_title(f"{layout['name']} / {method}\n{outcome}", fontsize=8)
+            ax.set_xlabel("")
+            ax.set_ylabel("")
+    figure.suptitle(f"{record['title']}: plans (dashed) and executed paths (solid)")
+    return save_figure(figure, path)

@@ -1,0 +1,125 @@
+"""Composition scenarios: every shipped scenario loads and plans on tiny models, the runner
+scores episodes in mazes with solid obstacles, and bad scenario files are refused."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+import yaml
+
+from planner.config import ConfigError, load_config
+from planner.envs.maze2d import find_maze_task
+from planner.eval.scenarios import (
+    load_scenario,
+    markdown_section,
+    method_config,
+    run_scenario,
+)
+from planner.planning.command import build_planner
+from planner.planning.run import load_run
+from planner.training import train
+
+REPO = Path(__file__).resolve().parents[1]
+SCENARIOS = sorted((REPO / "configs" / "compose").glob("*.yaml"))
+TINY = [
+    "model.dim=8",
+    "model.dim_mults=[1, 2]",
+    "diffusion.n_diffusion_steps=4",
+    "data.generate_steps=3000",
+    "data.padding=true",
+    "train.batch_size=4",
+    "train.steps=2",
+    "train.value_steps=2",
+    "train.steps_per_dispatch=1",
+    "train.log_every=1",
+    "train.checkpoint_every=2",
+    "train.ema_start=0",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_world(tmp_path_factory, shared_data_dir, tiny_runs):
+    """A directory holding a tiny version of every run the shipped scenarios name, at the same
+    relative paths: the session's tiny U-Maze runs, and tiny Medium runs with the horizons and
+    attributes of their configs kept."""
+    root = tmp_path_factory.mktemp("scenario-runs")
+    specs = {spec for path in SCENARIOS for s in [load_scenario(path)]
+             for spec in [*s.runs, *s.value_runs]}  # fmt: skip
+    for spec in sorted(specs, key=lambda spec: (spec.kind, spec.dir)):
+        (root / spec.dir).parent.mkdir(parents=True, exist_ok=True)
+        if "umaze" in spec.config:
+            (root / spec.dir).symlink_to(tiny_runs / spec.kind)
+            continue
+        config = load_config(REPO / spec.config, [*TINY, f"data.data_dir={shared_data_dir}"])
+        train(config, root / spec.dir, spec.kind, show_progress=False)
+    return root
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=lambda path: path.stem)
+def test_every_shipped_scenario_builds_every_setting_and_plans(path, tiny_world, monkeypatch):
+    # every layout x method x choice builds its planner; the last (most composed) method of
+    # each file plans (one compilation per scenario keeps this fast)
+    scenario = load_scenario(path)
+    monkeypatch.chdir(tiny_world)  # the scenario's run paths now name the tiny runs
+    runs = {spec: load_run(spec.dir) for spec in scenario.runs}
+    task = find_maze_task(runs[scenario.run].config.data.dataset)
+    for layout in scenario.layouts:
+        for method in scenario.methods:
+            run = runs[method.run or scenario.run]
+            for choice in method.choices:
+                config = method_config(run, scenario, layout, method, choice, 2, 0)
+                planner, _, _ = build_planner(run, config, task)
+    layout = scenario.layouts[0]
+    start = np.array([*(layout.start or scenario.start or task.eval_goal), 0, 0])
+    goal = task.eval_goal[None] if config.plan.impose_goal else None
+    plans = planner.plan(jax.random.key(0), start[None], goal, config.plan.n_candidates)
+    assert plans.chosen.shape == (1, planner.horizon, run.transition_dim)
+    assert np.isfinite(plans.chosen).all()
+
+
+def test_a_scenario_runs_end_to_end_with_physical_obstacles(tiny_world, monkeypatch, tmp_path):
+    scenario = load_scenario(REPO / "configs" / "compose" / "1-obstacles-umaze.yaml")
+    plain, guided = scenario.methods[0], scenario.methods[1]
+    scenario = dataclasses.replace(
+        scenario, episodes=3, selection_episodes=2, batch_size=3, layouts=scenario.layouts[1:2],
+        methods=(plain, dataclasses.replace(guided, choices=guided.choices[:2])),
+    )  # fmt: skip
+    monkeypatch.chdir(tiny_world)
+    run_levels = load_run(scenario.run.dir).schedule.n_steps
+    record = run_scenario(scenario, log=lambda *_: None)
+    rollouts = record.pop("rollouts")
+    assert [row["method"] for row in record["rows"]] == ["plain", "guidance"]
+    guided_row = record["rows"][1]
+    assert len(guided_row["selection"]) == 2 and guided_row["choice"] in guided.choices
+    for row in record["rows"]:
+        assert row["episodes"] == 3 and 0 <= row["collision_rate"] <= 1
+        assert row["network_evaluations_per_plan"] == run_levels
+        result = rollouts[(row["layout"], row["method"])]
+        assert row["collision_rate"] == pytest.approx(result.contacts.mean())
+        assert np.all(np.abs(result.observations[:, 0, :2] - scenario.start) <= 0.1 + 1e-9)
+    json.dumps(record)  # the record is JSON-ready once the rollouts are taken out
+    text = markdown_section(record, "A note.")
+    assert "| plain |" in text and "A note." in text
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"episodez": 3}, "episodez is not a key here"),
+        ({"methods": [{"name": "m", "obstacles": "avoid"}]}, "obstacles must be one of"),
+        ({"selection": {"seed": 0}}, "selection.seed must differ"),
+        ({"layouts": [{"name": "l", "obstacles": [{"type": "star"}]}]}, "circle or a box"),
+        ({"run": {"dir": "runs/x"}}, "needs config, steps"),
+    ],
+)
+def test_bad_scenario_files_are_refused(change, message, tmp_path):
+    raw = yaml.safe_load((REPO / "configs/compose/1-obstacles-umaze.yaml").read_text())
+    path = tmp_path / "scenario.yaml"
+    path.write_text(yaml.safe_dump(raw | change))
+    with pytest.raises(ConfigError, match=message):
+        load_scenario(path)
