@@ -128,6 +128,9 @@ def test_start_and_goal_from_the_command_line_override_the_config(runs, tmp_path
         (["--set", "plan.constraints=[{type: circle, center: [1], radius: 1}]"], "2 numbers"),
         (["--set", "plan.corrector=mala", "--set", "plan.corrector_steps=2"], "energy-param"),
         (["--set", "train.steps=3"], "only plan.* settings"),
+        (["--set", "plan.horizon=24", "--set", "plan.window_stride=5"], "16-step windows 5"),
+        (["--set", "plan.window_stride=16"], "window stride must be in 1..15"),
+        (["--set", "plan.require=[north]"], "unknown attribute 'north'"),
     ],
 )
 def test_bad_requests_get_clear_errors(runs, tmp_path, capsys, arguments, message):
