@@ -24,12 +24,14 @@ def write(tmp_path, text: str) -> Path:
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_shipped_configs_load(path):
     config = load_config(path)
-    assert config.data.dataset == f"{path.stem}-v1"
+    assert path.stem.startswith(config.data.dataset.removesuffix("-v1"))
 
 
 def test_shipped_configs_have_reference_horizons():
-    horizons = {p.stem: load_config(p).data.horizon for p in CONFIGS}
-    assert horizons == {"maze2d-umaze": 128, "maze2d-medium": 256, "maze2d-large": 384}
+    # the task configs (one per maze, Diffuser's settings); variants carry a suffix
+    reference = {"maze2d-umaze": 128, "maze2d-medium": 256, "maze2d-large": 384}
+    horizons = {p.stem: load_config(p).data.horizon for p in CONFIGS if p.stem in reference}
+    assert horizons == reference
 
 
 def test_unknown_key_names_file_and_suggests(tmp_path):

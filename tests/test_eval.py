@@ -32,6 +32,7 @@ def test_normalized_score_arithmetic(umaze):
         np.zeros((2, 2)),
         None,
         np.zeros((2, 300), bool),
+        np.zeros(2),
     )
     summary = score_summary(rollouts, umaze, {"ref_min": 0.0, "ref_max": 40.0})
     assert summary["return"] == {"mean": 20.0, "stderr": pytest.approx(10.0)}  # std 14.14 / √2

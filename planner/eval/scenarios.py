@@ -326,7 +326,7 @@ def term_report(terms, labels, plans: np.ndarray, paths: np.ndarray) -> list[dic
             row["plan_holds"] = float((plan_violations[:, column] <= SATISFIED).mean())
             row["path_holds"] = float((path_violations[:, column] <= SATISFIED).mean())
         report.append(row)
-    return report  # fmt: skip
+    return report
 
 
 def scoring_terms(run: TrainedRun, scenario: Scenario, layout: ObstacleLayout, task: MazeTask):
@@ -418,7 +418,7 @@ def run_scenario(scenario: Scenario, log=print) -> dict[str, Any]:
                 _, metrics = evaluate_method(run, config, task, scenario, layout)
                 tried.append({"choice": choice, **metrics})
                 log(f"  [selection] {layout.name} / {method.name} {choice}: "
-                    f"clean success {metrics['clean_success_rate']:.2f}")  # fmt: skip
+                    f"{_ranking(metrics)}")  # fmt: skip
             best = max(tried, key=_ranking)["choice"] if tried else method.choices[0]
             config = method_config(
                 run, scenario, layout, method, best, scenario.episodes, scenario.seed
@@ -436,7 +436,7 @@ def run_scenario(scenario: Scenario, log=print) -> dict[str, Any]:
             log(f"{scenario.name}: {layout.name} / {method.name}: success "
                 f"{metrics['success_rate']:.2f}, clean {metrics['clean_success_rate']:.2f}, "
                 f"collisions {metrics['collision_rate']:.3f}, score "
-                f"{metrics['score']['mean']:.1f}")  # fmt: skip
+                f"{metrics['score']['mean']:.1f}, ranked by {_ranking(metrics)}")  # fmt: skip
     return {
         "name": scenario.name, "title": scenario.title, "config": scenario.source,
         "task": task.name,

@@ -18,7 +18,12 @@ import numpy as np
 import yaml
 
 from planner.config import Config, ConfigError, apply_override, config_from_dict, config_to_dict
-from planner.diffusion.denoisers import composed_conditions, overlapping_windows, window_starts
+from planner.diffusion.denoisers import (
+    Denoiser,
+    composed_conditions,
+    overlapping_windows,
+    window_starts,
+)
 from planner.energies.base import Term
 from planner.envs.maze2d import GOAL_RADIUS, Maze2DEnv, MazeTask, find_maze_task
 from planner.planning.maze import (
@@ -84,6 +89,31 @@ def _check_request(planner: Planner, start: np.ndarray, goal: np.ndarray, names:
                 )
 
 
+def plan_denoiser(run: TrainedRun, config: Config, horizon: int) -> Denoiser:
+    """The run's model as ``config.plan`` composes it: attribute conditions (``require``,
+    ``exclude``) by classifier-free guidance, then overlapping windows (``window_stride``) for
+    plans longer than the training horizon. ``ValueError`` for settings the run cannot take."""
+    plan = config.plan
+    denoiser = run.denoiser_in(plan.precision)
+    if plan.require or plan.exclude:
+        denoiser = composed_conditions(
+            run.attribute_denoiser(None, plan.precision),
+            [run.attribute_denoiser(name, plan.precision) for name in plan.require],
+            [run.attribute_denoiser(name, plan.precision) for name in plan.exclude],
+            plan.attribute_guidance,
+        )
+    if plan.window_stride is not None:
+        window, stride = config.data.horizon, 2 ** (len(config.model.dim_mults) - 1)
+        window_starts(horizon, window, plan.window_stride)
+        if (window - plan.window_stride) % stride:
+            raise ValueError(
+                f"plan.window_stride must leave overlaps (H - stride = "
+                f"{window - plan.window_stride}) that are a multiple of {stride}"
+            )
+        denoiser = overlapping_windows(denoiser, window, plan.window_stride)
+    return denoiser
+
+
 def build_planner(
     run: TrainedRun, config: Config, task: MazeTask
 ) -> tuple[Planner, list[Term], list[str]]:
@@ -108,23 +138,7 @@ def build_planner(
         raise ConfigError(f"plan.horizon must be a multiple of {stride}; got {horizon}")
     spec = sampler_spec(plan, config.diffusion.clip_denoised)
     try:
-        denoiser = run.denoiser_in(plan.precision)
-        if plan.require or plan.exclude:
-            denoiser = composed_conditions(
-                run.attribute_denoiser(None, plan.precision),
-                [run.attribute_denoiser(name, plan.precision) for name in plan.require],
-                [run.attribute_denoiser(name, plan.precision) for name in plan.exclude],
-                plan.attribute_guidance,
-            )
-        if plan.window_stride is not None:
-            window = config.data.horizon
-            window_starts(horizon, window, plan.window_stride)
-            if (window - plan.window_stride) % stride:
-                raise ValueError(
-                    f"plan.window_stride must leave overlaps (H - stride = "
-                    f"{window - plan.window_stride}) that are a multiple of {stride}"
-                )
-            denoiser = overlapping_windows(denoiser, window, plan.window_stride)
+        denoiser = plan_denoiser(run, config, horizon)
         planner = Planner(
             denoiser, run.schedule, run.normalizer, run.layout, horizon, spec, terms, plan.select
         )
