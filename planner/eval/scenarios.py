@@ -62,6 +62,7 @@ from planner.eval.command import evaluate
 from planner.eval.rollouts import Rollouts
 from planner.eval.scores import mean_and_stderr
 from planner.planning.command import build_planner
+from planner.planning.planner import sampler_spec
 from planner.planning.run import TrainedRun, load_run
 
 OBSTACLE_USES = ("ignore", "guide", "select")
@@ -375,11 +376,11 @@ def evaluate_method(
     """Episodes of one method on one layout and their metrics (wall time and network
     evaluations per plan included)."""
     obstacles = [Obstacle.from_spec(spec) for spec in layout.obstacles]
-    planner, _, _ = build_planner(run, config, task)
+    spec = sampler_spec(config.plan, config.diffusion.clip_denoised)
     began = time.perf_counter()
     rollouts = evaluate(run, config, task, False, obstacles, layout.start or scenario.start)
     seconds = time.perf_counter() - began
-    evaluations = network_evaluations(planner.spec, run.schedule.n_steps)
+    evaluations = network_evaluations(spec, run.schedule.n_steps)
     metrics = episode_metrics(rollouts, task, obstacles, run.layout) | {
         "wall_seconds": round(seconds, 1),
         "network_evaluations_per_plan": evaluations * config.plan.n_candidates,
@@ -407,6 +408,7 @@ def run_scenario(scenario: Scenario, log=print) -> dict[str, Any]:
         raise ConfigError(f"{scenario.source}: composition scenarios run on Maze2D tasks")
     rows, rollouts = [], {}
     for layout in scenario.layouts:
+        terms, labels = scoring_terms(runs[scenario.run], scenario, layout, task)
         for method in scenario.methods:
             run = runs[method.run or scenario.run]
             tried = []
@@ -424,7 +426,6 @@ def run_scenario(scenario: Scenario, log=print) -> dict[str, Any]:
                 run, scenario, layout, method, best, scenario.episodes, scenario.seed
             )
             result, metrics = evaluate_method(run, config, task, scenario, layout)
-            terms, labels = scoring_terms(run, scenario, layout, task)
             paths = observation_rows(result.observations, run.layout)
             rows.append({
                 "layout": layout.name, "method": method.name, "obstacles": method.obstacles,
