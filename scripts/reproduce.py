@@ -318,8 +318,14 @@ def composition_markdown(record: dict[str, Any]) -> str:
         "*collision rate*: the fraction of executed steps in contact with an obstacle; *plans "
         "touching*: chosen plans that pass within the point mass's radius of an obstacle; "
         "*score*: D4RL normalized score (mean ± s.e.); *path length*: metres to the first goal "
-        "contact, successful episodes; *plan time*: median wall time per plan (batched, "
-        "first batch's compilation included in the median's population).",
+        "contact, successful episodes; *network evals / plan*: calls of the composed denoiser "
+        "per plan (one per level, plus each corrector step's: 1 for ULA, 2 for MALA, 1 + "
+        "leapfrog steps for HMC; times the candidates). A call of a classifier-free "
+        "composition of k attributes runs the network k + 1 times, a call of overlapping "
+        "windows once per window and overlap, and a call of an energy model is a forward and "
+        "a backward pass, so compute is equal only within a scenario's comparable rows; "
+        "*plan time*: median wall time per plan (batched, first batch's compilation included "
+        "in the median's population).",
         "",
     ]
     for name in sorted(record["scenarios"], key=lambda n: record["scenarios"][n]["order"]):

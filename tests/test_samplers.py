@@ -252,6 +252,32 @@ def test_warm_start_from_a_low_level_stays_near_the_previous_plan():
     assert result.evaluations == 4
 
 
+@pytest.mark.parametrize(
+    "corrector, extra", [("none", {}), ("ula", {}), ("mala", {}), ("hmc", {"leapfrog_steps": 2})]
+)
+def test_evaluations_count_every_model_execution(corrector, extra):
+    # the equal-compute comparisons rest on this count: each execution of the model's noise or
+    # energy (a value-and-gradient counts once) is tallied on the host
+    executions = []
+    model = gaussian(0.0, 1.0)
+
+    def counted(fn):
+        def wrapped(params, x, t):
+            jax.debug.callback(lambda: executions.append(1))
+            return fn(params, x, t)
+
+        return wrapped
+
+    counting = Denoiser(model.params, counted(model.noise_fn), counted(model.energy_fn))
+    steps = 0 if corrector == "none" else 2
+    spec = EXACT.replace(
+        method="ddim", n_steps=5, corrector=corrector, corrector_steps=steps, **extra
+    )
+    _, result = draw(spec, counting, values=ZEROS[:3])
+    jax.effects_barrier()
+    assert len(executions) == result.evaluations
+
+
 def test_user_term_from_a_plain_function():
     prefer_positive = term(lambda trajectory, t: -jnp.sum(trajectory), "positive", scale=0.2)
     x, _ = draw(EXACT, gaussian(0.0, 0.5), terms=(prefer_positive,), values=ZEROS[:200])

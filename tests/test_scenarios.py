@@ -45,17 +45,19 @@ TINY = [
 @pytest.fixture(scope="module")
 def tiny_world(tmp_path_factory, shared_data_dir, tiny_runs):
     """A directory holding a tiny version of every run the shipped scenarios name, at the same
-    relative paths: the session's tiny U-Maze runs, and tiny Medium runs with the horizons and
-    attributes of their configs kept."""
+    relative paths: the session's tiny U-Maze runs, and tiny runs of the other configs (Medium,
+    or a U-Maze with overrides such as an energy model) with their horizons, attributes and
+    parameterization kept."""
     root = tmp_path_factory.mktemp("scenario-runs")
     specs = {spec for path in SCENARIOS for s in [load_scenario(path)]
              for spec in [*s.runs, *s.value_runs]}  # fmt: skip
     for spec in sorted(specs, key=lambda spec: (spec.kind, spec.dir)):
         (root / spec.dir).parent.mkdir(parents=True, exist_ok=True)
-        if "umaze" in spec.config:
+        if "umaze" in spec.config and not spec.overrides:
             (root / spec.dir).symlink_to(tiny_runs / spec.kind)
             continue
-        config = load_config(REPO / spec.config, [*TINY, f"data.data_dir={shared_data_dir}"])
+        overrides = [*TINY, f"data.data_dir={shared_data_dir}", *spec.overrides]
+        config = load_config(REPO / spec.config, overrides)
         train(config, root / spec.dir, spec.kind, show_progress=False)
     return root
 

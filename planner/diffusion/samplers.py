@@ -98,9 +98,11 @@ def sampling_levels(spec: SamplerSpec, n_levels: int) -> np.ndarray:
 
 
 def network_evaluations(spec: SamplerSpec, n_levels: int) -> int:
-    """Denoiser calls per trajectory (the compute that samplers are compared at)."""
+    """Denoiser calls per trajectory (the compute that samplers are compared at). A corrector
+    step evaluates the target at its start, plus once per leapfrog step (HMC) or once at the
+    proposal for MALA's Metropolis test."""
     levels = len(sampling_levels(spec, n_levels))
-    per_corrector_step = spec.leapfrog_steps if spec.corrector == "hmc" else 1
+    per_corrector_step = {"hmc": 1 + spec.leapfrog_steps, "mala": 2}.get(spec.corrector, 1)
     corrected = (levels - 1) * spec.corrector_steps * per_corrector_step
     return levels + (corrected if spec.corrector != "none" else 0)
 
