@@ -474,11 +474,6 @@ def _check_consistency(config: Config, source: str) -> None:
             attributes_from_specs(data.attributes)
         except ValueError as error:
             raise ConfigError(f"{source}: {error}") from None
-        if config.diffusion.parameterization != "score":
-            raise ConfigError(
-                f"{source}: data.attributes needs diffusion.parameterization: score "
-                f"(attribute-conditioned energy models are not supported)"
-            )
     if config.diffusion.parameterization == "energy" and not config.diffusion.predict_epsilon:
         raise ConfigError(
             f"{source}: diffusion.parameterization energy needs diffusion.predict_epsilon: true "

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import yaml
@@ -108,6 +109,34 @@ def test_a_scenario_runs_end_to_end_with_physical_obstacles(tiny_world, monkeypa
     json.dumps(record)  # the record is JSON-ready once the rollouts are taken out
     text = markdown_section(record, "A note.")
     assert "| plain |" in text and "A note." in text
+
+
+def test_attribute_conditioned_energy_models_compose_into_an_energy_mala_can_test(
+    shared_data_dir, tmp_path
+):
+    energy = ["diffusion.parameterization=energy", "diffusion.predict_epsilon=true"]
+    overrides = [*TINY, f"data.data_dir={shared_data_dir}", *energy]
+    config = load_config(REPO / "configs" / "maze2d-medium-attributes.yaml", overrides)
+    train(config, tmp_path / "run", "diffusion", show_progress=False)
+    run = load_run(tmp_path / "run")
+    x = jax.random.normal(jax.random.key(0), (3, config.data.horizon, run.transition_dim))
+    t = jnp.array([0, 1, 3])
+    energies = {}
+    for name in (None, "north"):
+        model = run.attribute_denoiser(name)
+        # the attribute reaches the energy as well as the noise: the noise is its gradient
+        gradient = jax.grad(lambda y, model=model: model.energy(y, t).sum())(x)
+        np.testing.assert_allclose(model.noise(x, t), gradient, rtol=1e-4, atol=1e-6)
+        energies[name] = np.asarray(model.energy(x, t))
+    assert not np.allclose(energies[None], energies["north"])
+    plan = ["plan.require=[north]", "plan.exclude=[west]", "plan.method=ddim", "plan.n_steps=3",
+            "plan.corrector=mala", "plan.corrector_steps=1"]  # fmt: skip
+    config = load_config(REPO / "configs" / "maze2d-medium-attributes.yaml", overrides + plan)
+    task = find_maze_task(config.data.dataset)
+    planner, _, _ = build_planner(run, config, task)  # MALA refuses a model without an energy
+    start = np.array([*task.eval_goal, 0, 0])
+    plans = planner.plan(jax.random.key(0), start[None], None, 1)
+    assert np.isfinite(plans.chosen).all()
 
 
 @pytest.mark.parametrize(

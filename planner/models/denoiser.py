@@ -33,10 +33,11 @@ def make_unet(config: Config, transition_dim: int) -> TemporalUnet:
 
 
 def make_energy_fn(unet: TemporalUnet, energy_form: str) -> EnergyFn:
-    """``energy(params, x [B, H, D], t [B]) -> [B]`` from the network output."""
+    """``energy(params, x [B, H, D], t [B], *condition) -> [B]`` from the network output
+    (``condition``: an attribute-conditioned network's attribute [B])."""
 
-    def energy(params: dict, x: jax.Array, t: jax.Array) -> jax.Array:
-        output = unet.apply(params, x, t)
+    def energy(params: dict, x: jax.Array, t: jax.Array, *condition) -> jax.Array:
+        output = unet.apply(params, x, t, *condition)
         residual = output - x if energy_form == "residual" else output
         return 0.5 * jnp.sum(residual**2, axis=(1, 2))
 
@@ -49,8 +50,8 @@ def make_predict_fn(unet: TemporalUnet, config: Config) -> PredictFn:
         return unet.apply
     energy = make_energy_fn(unet, config.diffusion.energy_form)
 
-    def predict(params: dict, x: jax.Array, t: jax.Array) -> jax.Array:
+    def predict(params: dict, x: jax.Array, t: jax.Array, *condition) -> jax.Array:
         # samples are independent, so the gradient of the summed energy is per-sample
-        return jax.grad(lambda y: energy(params, y, t).sum())(x)
+        return jax.grad(lambda y: energy(params, y, t, *condition).sum())(x)
 
     return predict

@@ -77,8 +77,11 @@ class TrainedRun:
         if (name, precision) not in self._attribute_denoisers:
             index = self.attribute_names.index(name) if name else len(self.attribute_names)
             network = self.denoiser_in(precision)
-            fixed = functools.partial(_with_attribute, network.noise_fn, index)
-            self._attribute_denoisers[name, precision] = Denoiser(network.params, fixed)
+            noise = functools.partial(_with_attribute, network.noise_fn, index)
+            energy = network.energy_fn and functools.partial(
+                _with_attribute, network.energy_fn, index
+            )
+            self._attribute_denoisers[name, precision] = Denoiser(network.params, noise, energy)
         return self._attribute_denoisers[name, precision]
 
     def _network_denoiser(self, dtype) -> Denoiser:
@@ -105,8 +108,9 @@ class TrainedRun:
         return ValueNet(model.dim, model.dim_mults, model.kernel_size, model.attention).apply
 
 
-def _with_attribute(noise_fn, index: int, params: Any, x: jax.Array, t: jax.Array) -> jax.Array:
-    return noise_fn(params, x, t, jnp.full(t.shape, index, jnp.int32))
+def _with_attribute(network_fn, index: int, params: Any, x: jax.Array, t: jax.Array) -> jax.Array:
+    """``network_fn`` (noise or energy) with attribute ``index`` for every sample."""
+    return network_fn(params, x, t, jnp.full(t.shape, index, jnp.int32))
 
 
 def load_run(run_dir: str | Path, step: int | None = None) -> TrainedRun:
