@@ -307,6 +307,11 @@ def scenario_notes(name: str) -> str:
     return match.group(1).strip() if match else ""
 
 
+def scenario_files() -> list[Path]:
+    """The shipped scenario files, in the order their sections appear."""
+    return sorted(Path("configs/compose").glob("*.yaml"))
+
+
 def composition_markdown(record: dict[str, Any]) -> str:
     lines = [
         "# Test-time composition",
@@ -328,7 +333,10 @@ def composition_markdown(record: dict[str, Any]) -> str:
         "in the median's population).",
         "",
     ]
-    for name in sorted(record["scenarios"], key=lambda n: record["scenarios"][n]["order"]):
+    files = [path.stem for path in scenario_files()]
+    for name in sorted(
+        record["scenarios"], key=lambda n: files.index(record["scenarios"][n]["file"])
+    ):
         scenario = record["scenarios"][name]
         lines.append(markdown_section(scenario, scenario_notes(name)))
         lines.append(
@@ -342,14 +350,13 @@ def composition_markdown(record: dict[str, Any]) -> str:
 
 def compose_suite(names: list[str] | None) -> None:
     """Run the selected scenarios (all by default) and rewrite results/composition.md."""
-    files = sorted(Path("configs/compose").glob("*.yaml"))
-    scenarios = [load_scenario(path) for path in files]
+    scenarios = [load_scenario(path) for path in scenario_files()]
     unknown = set(names or ()) - {scenario.name for scenario in scenarios}
     if unknown:
         raise SystemExit(f"unknown scenario(s) {sorted(unknown)}; see configs/compose/")
     json_path = RESULTS / "composition.json"
     record = json.loads(json_path.read_text()) if json_path.is_file() else {"scenarios": {}}
-    for order, scenario in enumerate(scenarios):
+    for scenario in scenarios:
         if names and scenario.name not in names:
             continue
         for spec in [*scenario.runs, *scenario.value_runs]:
@@ -366,7 +373,7 @@ def compose_suite(names: list[str] | None) -> None:
         ]  # fmt: skip
         plot_scenario(figure, task, result, rollouts, regions)
         result |= {
-            "order": order,
+            "file": Path(scenario.source).stem,
             "show_terms": bool(scenario.score),
             "wall_minutes": round((time.perf_counter() - began) / 60, 1),
             "machine": platform.platform(),
