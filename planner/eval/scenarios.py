@@ -35,6 +35,7 @@ plans are scored by every obstacle, the walls and the scenario's ``score`` terms
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -459,6 +460,12 @@ def _rate(value: float) -> str:
     return f"{100 * value:.0f} %"
 
 
+def _rate_and_error(rate: float, episodes: int) -> str:
+    """A rate over episodes with its binomial standard error, ``"64 ± 5 %"``."""
+    error = math.sqrt(rate * (1 - rate) / episodes)
+    return f"{100 * rate:.0f} ± {100 * error:.0f} %"
+
+
 def _choice_text(choice: Mapping[str, Any]) -> str:
     return ", ".join(f"{key}={value}" for key, value in choice.items()) or "—"
 
@@ -499,8 +506,9 @@ def _obstacle_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     for row in rows:
         length = row["path_length"]
         lines.append(
-            f"| {row['method']} | {_rate(row['success_rate'])} | "
-            f"{_rate(row['clean_success_rate'])} | {100 * row['collision_rate']:.1f} % | "
+            f"| {row['method']} | {_rate_and_error(row['success_rate'], row['episodes'])} | "
+            f"{_rate_and_error(row['clean_success_rate'], row['episodes'])} | "
+            f"{100 * row['collision_rate']:.1f} % | "
             f"{_rate(row['episodes_touching'])} | {_rate(row['plans_through_obstacles'])} | "
             f"{row['score']['mean']:.1f} ± {row['score']['stderr']:.1f} | "
             + (f"{length['mean']:.2f} ± {length['stderr']:.2f}" if length else "—")
@@ -521,8 +529,9 @@ def _specification_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     for row in rows:
         rates = row["attribute_rates"]
         lines.append(
-            f"| {row['method']} | {_rate(row['specification_plan_rate'])} | "
-            f"{_rate(row['specification_path_rate'])} | "
+            f"| {row['method']} | "
+            f"{_rate_and_error(row['specification_plan_rate'], row['episodes'])} | "
+            f"{_rate_and_error(row['specification_path_rate'], row['episodes'])} | "
             + " | ".join(
                 f"{_rate(rates[name]['plan'])} / {_rate(rates[name]['path'])}" for name in names
             )
