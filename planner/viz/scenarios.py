@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -83,5 +84,6 @@ def plot_scenario(
             ax.set_title(f"{layout['name']} / {method}\n{outcome}", fontsize=8)
             ax.set_xlabel("")
             ax.set_ylabel("")
-    figure.suptitle(f"{record['title']}: plans (dashed) and executed paths (solid)")
+    title = f"{record['title']}: plans (dashed) and executed paths (solid)"
+    figure.suptitle(textwrap.fill(title, width=40 * len(methods)))  # fits the panels' width
     return save_figure(figure, path)
