@@ -107,6 +107,12 @@ class ModelConfig:
     kernel_size: int = _field(5, "Temporal convolution kernel size (odd).", ge=1)
     attention: bool = _field(False, "Add linear attention blocks to each level.")
 
+    @property
+    def temporal_stride(self) -> int:
+        """Steps of the input that one step of the deepest level spans (the U-Net halves the
+        horizon at every level but the last): horizons and window overlaps are multiples."""
+        return 2 ** (len(self.dim_mults) - 1)
+
 
 @dataclass(frozen=True)
 class DiffusionConfig:
@@ -488,7 +494,7 @@ def _check_consistency(config: Config, source: str) -> None:
             )
     if model.kernel_size % 2 == 0:
         raise ConfigError(f"{source}: model.kernel_size must be odd; got {model.kernel_size}")
-    stride = 2 ** (len(model.dim_mults) - 1)
+    stride = model.temporal_stride
     if data.horizon % stride:
         raise ConfigError(
             f"{source}: data.horizon must be a multiple of {stride} (the U-Net halves it "

@@ -103,7 +103,7 @@ def plan_denoiser(run: TrainedRun, config: Config, horizon: int) -> Denoiser:
             plan.attribute_guidance,
         )
     if plan.window_stride is not None:
-        window, stride = config.data.horizon, 2 ** (len(config.model.dim_mults) - 1)
+        window, stride = config.data.horizon, config.model.temporal_stride
         window_starts(horizon, window, plan.window_stride)
         if (window - plan.window_stride) % stride:
             raise ValueError(
@@ -133,7 +133,7 @@ def build_planner(
     if plan.walls != "off":
         terms.append(walls_term(task, run.layout, guide=plan.walls == "guide"))
     horizon = plan.horizon or config.data.horizon
-    stride = 2 ** (len(config.model.dim_mults) - 1)
+    stride = config.model.temporal_stride
     if horizon % stride:
         raise ConfigError(f"plan.horizon must be a multiple of {stride}; got {horizon}")
     spec = sampler_spec(plan, config.diffusion.clip_denoised)

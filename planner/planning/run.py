@@ -78,9 +78,9 @@ class TrainedRun:
             index = self.attribute_names.index(name) if name else len(self.attribute_names)
             network = self.denoiser_in(precision)
             noise = functools.partial(_with_attribute, network.noise_fn, index)
-            energy = network.energy_fn and functools.partial(
-                _with_attribute, network.energy_fn, index
-            )
+            energy = None
+            if network.has_energy:
+                energy = functools.partial(_with_attribute, network.energy_fn, index)
             self._attribute_denoisers[name, precision] = Denoiser(network.params, noise, energy)
         return self._attribute_denoisers[name, precision]
 
