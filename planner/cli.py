@@ -5,7 +5,7 @@ planner data info PATH_OR_ID [--source ...] [--segmentation ...] [--plot FILE]
 planner train --config FILE [--set section.key=value ...] [--run-dir DIR] [--overfit-batch]
 planner train-value --config FILE [--set ...] [--run-dir DIR]
 planner plan --run RUN_DIR [--config FILE] [--set plan.key=value ...] [--start x,y] [--goal x,y]
-planner eval --run RUN_DIR [--episodes N] [--seed S] [--multi-task] [--replan-every K] [--set ...]
+planner eval --run RUN_DIR [--episodes N] [--seed S] [--multi-task] [--policy mpc] [--set ...]
 planner config show --config FILE [--set section.key=value ...] [--out FILE]
 planner config docs
 """
@@ -109,8 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--multi-task", action="store_true", help="Multi2D: a random goal per episode"
     )
     evaluate.add_argument(
-        "--replan-every", type=int, metavar="K", help="replan every K steps (default: never)"
+        "--policy",
+        choices=("open_loop", "mpc"),
+        help="open_loop: one tracked plan per episode (the D4RL protocol; default); "
+        "mpc: receding-horizon replanning that holds the goal once reached",
     )
+    evaluate.add_argument("--replan-every", type=int, metavar="K", help="mpc: replan every K steps")
     evaluate.add_argument(
         "--warm-start-level", type=int, metavar="L", help="replans start from the previous plan"
     )
@@ -156,6 +160,7 @@ def _eval(args: argparse.Namespace) -> int:
         "episodes": args.episodes,
         "seed": args.seed,
         "multi_task": args.multi_task or None,
+        "policy": args.policy,
         "replan_every": args.replan_every,
         "warm_start_level": args.warm_start_level,
         "batch_size": args.batch_size,
@@ -173,6 +178,8 @@ def _eval(args: argparse.Namespace) -> int:
     )
     print(
         f"  return {scores['return']['mean']:.1f}, success {100 * scores['success_rate']:.0f} %, "
+        f"policy {summary['eval']['policy']} "
+        f"({scores['replans_per_episode']['mean']:.1f} replans per episode), "
         f"{summary['seconds']} s"
     )
     out = Path(summary["out_dir"])
@@ -182,6 +189,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 def _plan(args: argparse.Namespace) -> int:
     from planner.planning.command import run_plan
+    from planner.planning.maze import executability_text
 
     summary = run_plan(args.run, args.config, args.set, args.start, args.goal, args.out, args.step)
     print(
@@ -200,6 +208,7 @@ def _plan(args: argparse.Namespace) -> int:
         f"  ends {summary['final_distance_to_goal']:.2f} from the goal; "
         f"{summary['steps_inside_walls']} steps inside walls"
     )
+    print(f"  {executability_text(summary['execution'])}")
     out = Path(summary["out_dir"])
     print(f"wrote {out / 'plan.png'}, {out / 'plan.json'}, {out / 'plan.npz'}")
     return 0

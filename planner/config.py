@@ -267,13 +267,32 @@ class EvalConfig:
     episodes: int = _field(100, "Evaluation episodes.", ge=1)
     seed: int = _field(0, "Seed of the start (and goal) distribution.", ge=0)
     multi_task: bool = _field(False, "Random goal per episode (Multi2D) instead of the fixed one.")
+    policy: Literal["open_loop", "mpc"] = _field(
+        "open_loop",
+        "open_loop: one plan per episode, tracked (the D4RL protocol). mpc: receding-horizon "
+        "control, replanning by the rules below and holding the goal once reached.",
+    )
     replan_every: int = _field(
-        0, "Plan again every this many steps (0 = one open-loop plan per episode).", ge=0
+        0, "mpc: plan again after this many steps of a plan (0 = not on a schedule).", ge=0
+    )
+    replan_deviation: float = _field(
+        0.0,
+        "mpc: plan again when the position is farther than this from the plan's position for "
+        "the current step (environment units; 0 = never).",
+        ge=0,
+    )
+    pin_arrival: bool = _field(
+        True,
+        "mpc: replans impose the goal from the previous plan's arrival step on, so the arrival "
+        "does not recede as steps are executed.",
+    )
+    latch: bool = _field(
+        True, "mpc: within the goal radius stop planning and hold the goal at rest."
     )
     warm_start_level: int | None = _field(
         None,
-        "Replans re-noise the previous plan to this level and denoise from there; null = "
-        "replans start from noise.",
+        "Replans re-noise the previous plan (shifted by the executed steps) to this level and "
+        "denoise from there; null = replans start from noise.",
         ge=0,
     )
     batch_size: int = _field(25, "Episodes planned and simulated together.", ge=1)
@@ -492,6 +511,13 @@ def _check_consistency(config: Config, source: str) -> None:
                 f"{source}: train.{name} must be a multiple of train.steps_per_dispatch "
                 f"({train.steps_per_dispatch}); got {getattr(train, name)}"
             )
+    evaluation = config.eval
+    replans = evaluation.replan_every > 0 or evaluation.replan_deviation > 0
+    if evaluation.policy == "open_loop" and replans:
+        raise ConfigError(
+            f"{source}: eval.replan_every and eval.replan_deviation need eval.policy: mpc "
+            f"(open_loop plans once per episode)"
+        )
     if model.kernel_size % 2 == 0:
         raise ConfigError(f"{source}: model.kernel_size must be odd; got {model.kernel_size}")
     stride = model.temporal_stride

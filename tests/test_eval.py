@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 
 from planner.cli import main
+from planner.control.policies import ReplanRule, receding_horizon_policy
+from planner.control.tracking import tracking_actions
 from planner.energies.terms import Layout
 from planner.envs.maze2d import GOAL_RADIUS, Maze2DEnv, get_maze_task, normalized_score
 from planner.eval.command import evaluate
-from planner.eval.rollouts import Rollouts, run_episodes, tracking_actions
+from planner.eval.rollouts import Rollouts, run_episodes
 from planner.eval.scores import score_summary
 from planner.planning.command import plan_config
 from planner.planning.run import load_run
@@ -33,6 +35,7 @@ def test_normalized_score_arithmetic(umaze):
         None,
         np.zeros((2, 300), bool),
         np.zeros(2),
+        np.array([0, 3]),
     )
     summary = score_summary(rollouts, umaze, {"ref_min": 0.0, "ref_max": 40.0})
     assert summary["return"] == {"mean": 20.0, "stderr": pytest.approx(10.0)}  # std 14.14 / √2
@@ -42,6 +45,7 @@ def test_normalized_score_arithmetic(umaze):
     assert summary["normalized_d4rl"]["mean"] == pytest.approx(d4rl)
     assert summary["success_rate"] == 1.0
     assert summary["time_to_goal"]["mean"] == pytest.approx(281.0)
+    assert summary["replans_per_episode"]["mean"] == pytest.approx(1.5)
 
 
 def test_tracking_a_straight_line_plan_reaches_the_goal(umaze):
@@ -93,14 +97,23 @@ def test_eval_cli_writes_scores_in_range(tiny_runs, tmp_path):
     np.testing.assert_allclose(saved["goals"], np.tile([1.0, 1.0], (3, 1)))
 
 
-def test_multi2d_draws_a_goal_per_episode_and_replanning_runs(tiny_runs, tmp_path):
+def test_multi2d_draws_a_goal_per_episode_and_mpc_replans(tiny_runs, tmp_path):
     code, out = eval_cli(
-        tiny_runs, tmp_path, "--episodes", "3", "--multi-task", "--replan-every", "100",
-        "--warm-start-level", "4",
+        tiny_runs, tmp_path, "--episodes", "3", "--multi-task", "--policy", "mpc",
+        "--replan-every", "100", "--warm-start-level", "4", "--set", "eval.latch=false",
     )  # fmt: skip
     assert code == 0
-    goals = np.load(out / "rollouts.npz")["goals"]
-    assert len({tuple(goal) for goal in goals.round(6)}) == 3
+    saved = np.load(out / "rollouts.npz")
+    assert len({tuple(goal) for goal in saved["goals"].round(6)}) == 3
+    assert saved["replans"].tolist() == [2, 2, 2]  # at steps 100 and 200
+    summary = json.loads((out / "scores.json").read_text())
+    assert summary["eval"]["policy"] == "mpc"
+
+
+def test_replanning_needs_the_mpc_policy(tiny_runs, tmp_path, capsys):
+    code, _ = eval_cli(tiny_runs, tmp_path, "--episodes", "1", "--replan-every", "10")
+    assert code != 0
+    assert "eval.policy: mpc" in capsys.readouterr().err
 
 
 def test_batched_evaluation_equals_sequential(tiny_runs):
@@ -120,16 +133,19 @@ def test_batched_evaluation_equals_sequential(tiny_runs):
     assert np.abs(batched.returns - one_by_one.returns).max() <= 1
 
 
-def test_episodes_follow_the_plan_function(umaze):
-    """run_episodes hands each batch its observations and goals and tracks what comes back."""
+def test_episodes_follow_the_policy(umaze):
+    """run_episodes hands the policy each batch's observations and goals and acts on what
+    comes back; a plan that stays where it starts keeps the agent there."""
     calls = []
 
-    def stay(episodes, observations, goals, previous, replan):
-        calls.append((episodes.tolist(), previous is None, replan))
+    def stay(episodes, replans, observations, goals, arrival, previous):
+        calls.append((episodes.tolist(), previous is None, replans.tolist()))
         rows = np.concatenate([np.zeros((len(episodes), 2)), observations], axis=1)
-        return np.repeat(rows[:, None], 8, axis=1)  # stay where you are
+        return np.repeat(rows[:, None], 8, axis=1)
 
-    rollouts = run_episodes(umaze, stay, MAZE_LAYOUT, [5, 6], seed=0, replan_every=150)
-    assert calls == [([5, 6], True, 0), ([5, 6], False, 1)]
+    policy = receding_horizon_policy(stay, MAZE_LAYOUT, ReplanRule(every=150))
+    rollouts = run_episodes(umaze, policy, [5, 6], seed=0)
+    assert calls == [([5, 6], True, [0, 0]), ([5, 6], False, [1, 1])]
+    assert rollouts.replans.tolist() == [1, 1]
     positions = rollouts.observations[..., :2]
     assert (np.linalg.norm(positions[:, -1] - positions[:, 0], axis=1) < 0.2).all()

@@ -15,6 +15,7 @@ import yaml
 from planner.cli import main
 from planner.data.normalize import Normalizer
 from planner.energies.terms import CONSTRAINT_TYPES, Layout, terms_from_specs
+from planner.planning.maze import blocked_positions, executability, executability_text
 from planner.planning.planner import Planner, inpainting, shift_plan
 from planner.planning.run import load_run
 from planner.runtime import compile_events
@@ -49,6 +50,7 @@ def test_plan_writes_npz_json_and_png_with_constraint_report(runs, tmp_path):
     summary = json.loads((tmp_path / "out" / "plan.json").read_text())
     assert [c["term"] for c in summary["constraints"]] == ["plan.constraints[0]", "plan.walls"]
     assert all(isinstance(c["holds"], bool) for c in summary["constraints"])
+    assert isinstance(summary["execution"]["executable"], bool)
     saved = np.load(tmp_path / "out" / "plan.npz")
     assert saved["trajectories"].shape == (4, 16, 6)
     best = saved["trajectories"][int(saved["best"])]
@@ -224,3 +226,27 @@ def test_inpainting_fixes_the_start_the_goal_at_rest_and_waypoints():
     np.testing.assert_allclose(rows[4, 2:4], [3.0, 3.0])
     with pytest.raises(ValueError, match="outside the plan's 8 steps"):
         inpainting(MAZE_LAYOUT, 8, normalizer, start, goal, [(8, [3.0, 3.0])])
+
+
+def test_executability_flags_jumps_and_steps_through_walls_and_obstacles(umaze):
+    corridor = np.linspace([3.0, 1.0], [3.0, 3.0], 60)  # 0.034 m per step, open space
+    report = executability(umaze, corridor, np.array([3.0, 3.0]))
+    assert report["executable"] and report["reaches_goal_by_motion"]
+    # the demo's bad plan: a 2.3 m first step across the middle wall, then inpainted goal
+    jumping = np.array([[3.0, 1.0], [1.66, 2.87], [1.8, 2.8], [1.0, 1.0]])
+    report = executability(umaze, jumping, np.array([1.0, 1.0]))
+    assert not report["executable"] and not report["reaches_goal_by_motion"]
+    assert report["jumps"][0] == {"step": 0, "from": [3.0, 1.0], "to": [1.66, 2.87], "length": 2.3}
+    assert report["steps_through_walls"] >= 1
+    assert "NOT EXECUTABLE: 3 jump(s), the largest 2.3 m at step 0" in executability_text(report)
+    # a box whose corners the knots skip: only the segment between them crosses it
+    (box,) = terms_from_specs(
+        [{"type": "box", "low": [2.9, 1.95], "high": [3.1, 2.05]}],
+        MAZE_LAYOUT,
+        CONSTRAINT_TYPES,
+        "c",
+    )
+    knots = np.array([[3.0, 1.9], [3.0, 2.1]])
+    assert not blocked_positions([box], knots, MAZE_LAYOUT).any()
+    report = executability(umaze, knots, np.array([3.0, 3.0]), [box], MAZE_LAYOUT)
+    assert report["steps_through_obstacles"] == 1 and not report["executable"]

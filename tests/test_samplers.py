@@ -221,6 +221,25 @@ def test_an_obstacle_energy_lowers_the_collision_rate():
     assert collisions(guided) < 0.25 * collisions(plain)
 
 
+@pytest.mark.parametrize("corrector", ["ula", "mala"])
+def test_correctors_follow_each_terms_guidance_schedule(corrector):
+    # a pull toward 3 that would move every sample: off its schedule (select-only, or stopped
+    # above every level) the corrector's samples equal those without it; on it, they move
+    spec = EXACT.replace(method="ddim", n_steps=8, corrector=corrector, corrector_steps=2)
+    model = gaussian(0.0, 0.5)
+
+    def pull(**schedule):
+        return term(lambda x, t: jnp.sum((x - 3.0) ** 2), "pull", weight=2.0, **schedule)
+
+    values = ZEROS[:200]
+    plain, _ = draw(spec, model, seed=7, values=values)
+    for off in (pull(n_guide_steps=0), pull(t_stopgrad=SCHEDULE.n_steps)):
+        unmoved, _ = draw(spec, model, seed=7, values=values, terms=(off,))
+        np.testing.assert_allclose(unmoved, plain, atol=1e-5)
+    pulled, _ = draw(spec, model, seed=7, values=values, terms=(pull(scale=0.0, on="noisy"),))
+    assert pulled.mean() > plain.mean() + 0.5  # no guidance step: the corrector alone pulls
+
+
 @pytest.mark.parametrize("loop", ["scan", "python"])
 def test_one_trace_per_shape(loop):
     traces = []

@@ -7,11 +7,15 @@ A :class:`Denoiser` works in the normalized space of its training data:
 
 Several trained models compose into one denoiser:
 
-- :func:`combine`: ``ε = Σ w_i ε_i``, the product of the models' distributions for positive
-  weights summing to one; :func:`negate` and :func:`classifier_free` are combinations with one
-  negative weight. Score and energy models alike.
-- :func:`mix`: the mixture ``E = -σ_t logsumexp(-E_i / σ_t)``, energy models only (a mixture needs
-  each model's normalized density, which a score does not give).
+- :func:`combine`: ``ε = Σ w_i ε_i``, the product ``Π p_i^{w_i}`` of the models' distributions
+  (weight 1 on each model is their product; other weights temper it); :func:`negate` and
+  :func:`classifier_free` are combinations with one negative weight. Score and energy models
+  alike.
+- :func:`mix`: ``E = -σ_t logsumexp(-E_i / σ_t)``, energy models only (a score gives no density
+  at all). It is a mixture of the models' distributions only up to one constant per model and
+  level: a denoising-trained energy is defined up to an additive constant, which here becomes
+  an unknown weight ``exp(-c_i(t) / σ_t)`` on component ``i``. Not calibrated: do not read it as
+  the exact equal-weight mixture.
 
 One model also composes with itself over time: :func:`overlapping_windows` plans trajectories
 longer than the windows it was trained on, as a product of overlapping window factors.
@@ -93,7 +97,8 @@ def network_denoiser(
 
 
 def combine(denoisers: Sequence[Denoiser], weights: Sequence[float]) -> Denoiser:
-    """``ε = Σ w_i ε_i`` (and ``E = Σ w_i E_i`` when every model has an energy)."""
+    """``ε = Σ w_i ε_i`` (and ``E = Σ w_i E_i`` when every model has an energy): the product
+    ``Π p_i^{w_i}``, so weight 1 on every model is the product of their distributions."""
     if len(denoisers) != len(weights) or not denoisers:
         raise ValueError(f"need one weight per model; got {len(denoisers)} and {len(weights)}")
     parts = tuple(
@@ -136,7 +141,8 @@ def composed_conditions(
 
 
 def mix(denoisers: Sequence[Denoiser], schedule: Schedule) -> Denoiser:
-    """The equal-weight mixture of energy models: ``E = -σ_t logsumexp(-E_i / σ_t)``."""
+    """``E = -σ_t logsumexp(-E_i / σ_t)`` over energy models: a mixture whose component weights
+    carry each model's unknown per-level constant (see the module docstring)."""
     if not denoisers or not all(d.has_energy for d in denoisers):
         raise ValueError(
             "a mixture needs energy-parameterized models (diffusion.parameterization: energy); "

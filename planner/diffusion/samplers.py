@@ -12,9 +12,10 @@ batch, so planning 100 episodes at once gives the plans of planning them one by 
 - ``ddim``: ``n_steps`` evenly spaced levels with stochasticity ``eta`` (1 with every level is
   DDPM in distribution).
 - correctors (``ula``, ``mala``, ``hmc``): ``corrector_steps`` MCMC steps at every intermediate
-  level on ``log p_t(x) - Σ w_k E_k(x)``. The step size is ``corrector_step_size · σ_t²``; MALA and
-  Metropolis-adjusted HMC adapt it toward ``target_accept``. Metropolis tests need the model's
-  energy, so score models get ULA and unadjusted HMC only.
+  level on ``log p_t(x) - Σ w_k E_k(x)``, each term on its guidance schedule. The step size is
+  ``corrector_step_size · σ_t²``; MALA and Metropolis-adjusted HMC adapt it toward
+  ``target_accept``. Metropolis tests need the model's energy, so score models get ULA and
+  unadjusted HMC only.
 - warm start: a previous plan is re-noised to ``start_level`` and denoised from there.
 
 Energy terms see trajectories in environment units (``normalizer.unnormalize``); ``noisy`` terms
@@ -40,7 +41,7 @@ from planner.data.normalize import Normalizer
 from planner.diffusion.conditioning import impose
 from planner.diffusion.denoisers import Denoiser
 from planner.diffusion.schedule import Schedule, add_noise, start_from_noise
-from planner.energies.base import Term, composed_energy, guidance_gradient
+from planner.energies.base import Term, guidance_gradient
 
 MIN_VARIANCE = 1e-20  # Diffuser clips the log posterior variance at this value
 PYTHON_LOOP_MIN_BATCH = 32  # ``loop: auto`` on CPU: one dispatch per level from this batch on
@@ -215,13 +216,40 @@ def _ddim_update(
 
 
 def _corrector_target(
-    denoiser: Denoiser, terms: Sequence[Term], normalizer: Normalizer, sigma: jax.Array, t
+    denoiser: Denoiser, terms: Sequence[Term], normalizer: Normalizer, schedule: Schedule, t
 ):
     """``log_density_and_score(x) -> (log π [B] or None, ∇ log π [B, H, D])`` of the target
-    ``π(x) ∝ p_t(x) exp(-Σ w_k E_k(x))``; the log density exists only for energy models."""
+    ``π(x) ∝ p_t(x) exp(-Σ w_k E_k)``; the log density exists only for energy models.
 
-    def term_energy(x_one: jax.Array) -> jax.Array:
-        return composed_energy(terms, normalizer.unnormalize(x_one), t)
+    The terms follow their guidance schedule: a term with no guidance steps (select-only) or
+    below its ``t_stopgrad`` is left out; a ``noisy`` term sees the sample ``x`` and a
+    ``denoised`` term the clean estimate ``x̂0 = (x - σ_t ε̂(x)) / √ᾱ_t``. A denoised term's
+    gradient is taken as ``√ᾱ_t ∇E(x̂0)``, exact for unit-variance data (``∂x̂0/∂x = √ᾱ_t`` then),
+    with no backward pass through the network; Metropolis tests use the exact values.
+    """
+    sigma = jnp.sqrt(1.0 - _alpha_bar(schedule, t))
+    root_alpha_bar = jnp.sqrt(_alpha_bar(schedule, t))
+
+    def weighted_sum(on: str):
+        chosen = [term for term in terms if term.n_guide_steps > 0 and term.on == on]
+
+        def energy(x_one: jax.Array) -> jax.Array:
+            trajectory = normalizer.unnormalize(x_one)
+            total = jnp.float32(0.0)
+            for term in chosen:
+                weight = jnp.where(t >= term.t_stopgrad, term.weight, 0.0)
+                total = total + weight * term.energy(trajectory, t)
+            return total
+
+        return jax.vmap(energy), jax.vmap(jax.grad(energy))
+
+    on_sample, sample_gradient = weighted_sum("noisy")
+    on_clean, clean_gradient = weighted_sum("denoised")
+
+    def terms_value_and_gradient(x: jax.Array, noise: jax.Array):
+        clean = (x - sigma * noise) / root_alpha_bar
+        value = on_sample(x) + on_clean(clean)
+        return value, sample_gradient(x) + root_alpha_bar * clean_gradient(clean)
 
     def levels(x: jax.Array) -> jax.Array:
         return jnp.full((x.shape[0],), t)
@@ -229,16 +257,17 @@ def _corrector_target(
     if not denoiser.has_energy:
 
         def score_only(x: jax.Array) -> tuple[None, jax.Array]:
-            return None, -denoiser.noise(x, levels(x)) / sigma - jax.vmap(jax.grad(term_energy))(x)
+            noise = denoiser.noise(x, levels(x))
+            _, gradient = terms_value_and_gradient(x, noise)
+            return None, -noise / sigma - gradient
 
         return score_only
 
-    def log_density(x: jax.Array) -> jax.Array:
-        return -denoiser.energy(x, levels(x)) / sigma - jax.vmap(term_energy)(x)
-
     def with_score(x: jax.Array) -> tuple[jax.Array, jax.Array]:
-        values, pullback = jax.vjp(log_density, x)
-        return values, pullback(jnp.ones_like(values))[0]
+        model_energy, pullback = jax.vjp(lambda x: denoiser.energy(x, levels(x)), x)
+        noise = pullback(jnp.ones_like(model_energy))[0]
+        value, gradient = terms_value_and_gradient(x, noise)
+        return -model_energy / sigma - value, -noise / sigma - gradient
 
     return with_score
 
@@ -273,7 +302,7 @@ def _correct(
     log step-size multiplier, adapted toward ``target_accept`` when a Metropolis test runs.
     """
     sigma = jnp.sqrt(1.0 - _alpha_bar(schedule, t))
-    target = _corrector_target(denoiser, terms, normalizer, sigma, t)
+    target = _corrector_target(denoiser, terms, normalizer, schedule, t)
     free = jnp.logical_not(mask).astype(x.dtype)
     metropolis = denoiser.has_energy and spec.corrector in ("mala", "hmc")
     adaptation = 0.1  # step of the log step size per unit of acceptance error

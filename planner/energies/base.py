@@ -12,8 +12,8 @@ obstacle position or weight reaches a jitted sampler without recompiling; the fu
 columns and the number of guidance steps are static.
 
 Composition operators act on any scalar energy function ``e(x, t) -> scalar``: a weighted sum
-(a product of distributions), a mixture (``-T logsumexp(-E_i / T)``) and a negation
-(``(1 + λ) E1 - λ E2``).
+(a product of distributions, tempered by the weights), a mixture (``-T logsumexp(-E_i / T)``) and
+a negation (``(1 + λ) E1 - λ E2``).
 """
 
 from __future__ import annotations
@@ -134,11 +134,6 @@ def term_weights(terms: Sequence[Term]) -> jax.Array:
     return jnp.stack([term.weight for term in terms]) if terms else jnp.zeros((0,))
 
 
-def composed_energy(terms: Sequence[Term], trajectory: jax.Array, t: jax.Array) -> jax.Array:
-    """``Σ_k w_k E_k`` of one trajectory ``[H, D]``: the product of the terms' distributions."""
-    return sum((term.weight * term.energy(trajectory, t) for term in terms), jnp.float32(0.0))
-
-
 def guidance_gradient(
     terms: Sequence[Term],
     x: jax.Array,
@@ -178,8 +173,10 @@ def weighted_sum(energies: Sequence[EnergyFn], weights: Sequence[float]) -> Ener
 
 
 def mixture(energies: Sequence[EnergyFn], temperature: float = 1.0) -> EnergyFn:
-    """``-T logsumexp(-E_i / T)``: an equal-weight mixture of ``exp(-E_i / T)``. Only exact for
-    energies with their normalizing constants (energy-parameterized models)."""
+    """``-T logsumexp(-E_i / T)``: an equal-weight mixture of ``exp(-E_i / T)`` when every
+    ``E_i`` includes its own log-normalizer. Energies known only up to an additive constant
+    (denoising-trained energy models among them) give a mixture whose weights are off by
+    ``exp(-c_i / T)``."""
 
     def combined(*args):
         stacked = jnp.stack([e(*args) for e in energies])

@@ -28,6 +28,7 @@ GOAL_RADIUS = 0.5  # reward 1 per step within this distance of the goal
 CELL_NOISE = 0.1  # starts and random goals: a free cell + U(-0.1, 0.1) per axis
 START_VELOCITY_STD = 0.1  # starting velocity ~ N(0, 0.1^2)
 VELOCITY_LIMIT = 5.0  # PointMaze clips |qvel| to this before every step
+STEP_SECONDS = 0.01  # simulated time of one environment step
 WALL_OFFSET = 0.7  # a cell (r, c) spans x in [r - 0.7, r + 0.3], y in [c - 0.7, c + 0.3]
 POINT_RADIUS = 0.1  # PointMaze's point mass is a sphere of this radius
 OBSTACLE_HALF_HEIGHT = 0.2  # added obstacles are as tall as the maze blocks

@@ -14,19 +14,24 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from planner.config import Config, config_to_dict
+from planner.config import Config, EvalConfig, config_to_dict
+from planner.control.policies import Policy, ReplanRule, planner_plan_fn, receding_horizon_policy
 from planner.data.maze2d import reference_scores
 from planner.data.sources import generated_path, reference_path
-from planner.envs.maze2d import MazeTask, Obstacle, find_maze_task, normalized_score
-from planner.eval.rollouts import PlanFn, Rollouts, run_episodes
+from planner.envs.maze2d import (
+    GOAL_RADIUS,
+    MazeTask,
+    Obstacle,
+    find_maze_task,
+    normalized_score,
+)
+from planner.eval.rollouts import Rollouts, run_episodes
 from planner.eval.scores import score_summary
 from planner.planning.command import build_planner, plan_config
 from planner.planning.maze import PlanRequestError
-from planner.planning.planner import Planner
 from planner.planning.run import TrainedRun, load_run
 from planner.provenance import git_revision
 from planner.viz.rollouts import plot_rollouts
@@ -44,31 +49,32 @@ def simulator_references(task: MazeTask) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def planner_policy(
-    planner: Planner,
-    warm_planner: Planner | None,
-    seed: int,
-    n_candidates: int,
-    impose_goal: bool = True,
-) -> PlanFn:
-    """Plans for a batch of episodes; episode ``i``'s ``r``-th plan uses the key
-    ``fold_in(fold_in(key(seed), i), r)``. Replans warm-start with ``warm_planner`` if given.
-    Without ``impose_goal`` plans are fixed at the start only."""
-    root = jax.random.key(seed)
+def replan_rule(settings: EvalConfig) -> ReplanRule:
+    """The :class:`ReplanRule` of an ``eval`` section: none for ``open_loop``."""
+    if settings.policy == "open_loop":
+        return ReplanRule()
+    return ReplanRule(
+        every=settings.replan_every,
+        deviation=settings.replan_deviation,
+        pin_arrival=settings.pin_arrival,
+        latch_radius=GOAL_RADIUS if settings.latch else None,
+    )
 
-    def plan(episodes, observations, goals, previous, replan):
-        keys = jax.vmap(lambda e: jax.random.fold_in(jax.random.fold_in(root, e), replan))(
-            jnp.asarray(episodes)
-        )
-        warm = previous is not None and warm_planner is not None
-        chosen = warm_planner if warm else planner
-        plans = chosen.plan(
-            keys, observations, goals if impose_goal else None, n_candidates,
-            warm_start=previous if warm else None,
-        )  # fmt: skip
-        return plans.chosen
 
-    return plan
+def make_policy(run: TrainedRun, config: Config, task: MazeTask) -> Policy:
+    """The policy of ``config.eval`` over the planner of ``config.plan``."""
+    settings = config.eval
+    planner, _, _ = build_planner(run, config, task)
+    warm_planner = None
+    if settings.policy == "mpc" and settings.warm_start_level is not None:
+        if settings.warm_start_level >= run.schedule.n_steps:
+            raise PlanRequestError(
+                f"eval.warm_start_level must be below the model's {run.schedule.n_steps} levels"
+            )
+        warm_planner = planner.warm_started(settings.warm_start_level)
+    plan = config.plan
+    plan_fn = planner_plan_fn(planner, warm_planner, plan.seed, plan.n_candidates, plan.impose_goal)
+    return receding_horizon_policy(plan_fn, run.layout, replan_rule(settings))
 
 
 def evaluate(
@@ -82,16 +88,7 @@ def evaluate(
     """All ``config.eval.episodes`` episodes, ``config.eval.batch_size`` at a time, in mazes with
     the added ``obstacles`` and, if given, starts around ``start`` (see :class:`Maze2DEnv`)."""
     settings = config.eval
-    planner, _, _ = build_planner(run, config, task)
-    warm_planner = None
-    if settings.replan_every and settings.warm_start_level is not None:
-        if settings.warm_start_level >= run.schedule.n_steps:
-            raise PlanRequestError(
-                f"eval.warm_start_level must be below the model's {run.schedule.n_steps} levels"
-            )
-        warm_planner = planner.warm_started(settings.warm_start_level)
-    plan = config.plan
-    plan_fn = planner_policy(planner, warm_planner, plan.seed, plan.n_candidates, plan.impose_goal)
+    policy = make_policy(run, config, task)
     mode = "Multi2D" if settings.multi_task else "single-task"
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     parts: list[Rollouts] = []
@@ -100,9 +97,8 @@ def evaluate(
         for first in range(0, settings.episodes, settings.batch_size):
             episodes = range(first, min(first + settings.batch_size, settings.episodes))
             rollouts = run_episodes(
-                task, plan_fn, run.layout, episodes, settings.seed, settings.multi_task,
-                settings.replan_every, obstacles, start,
-            )  # fmt: skip
+                task, policy, episodes, settings.seed, settings.multi_task, obstacles, start
+            )
             parts.append(rollouts)
             returns = np.concatenate([part.returns for part in parts])
             score = normalized_score(returns.mean(), task.d4rl_ref_min, task.d4rl_ref_max)
@@ -162,6 +158,7 @@ def run_eval(
         observations=rollouts.observations,
         goals=rollouts.goals,
         first_plans=rollouts.first_plans,
+        replans=rollouts.replans,
     )
     shown = slice(0, FIGURE_EPISODES)
     position = list(run.layout.position_columns)

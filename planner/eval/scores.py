@@ -22,8 +22,9 @@ def mean_and_stderr(values: np.ndarray) -> dict[str, float]:
 def score_summary(
     rollouts: Rollouts, task: MazeTask, references: dict[str, Any] | None
 ) -> dict[str, Any]:
-    """Returns, success rate, time to goal, and normalized scores under D4RL's references and,
-    if given, the references recomputed on this simulator (``{"ref_min", "ref_max"}``)."""
+    """Returns, success rate, time to goal, replans and policy seconds per episode, and
+    normalized scores under D4RL's references and, if given, the references recomputed on this
+    simulator (``{"ref_min", "ref_max"}``)."""
     returns = rollouts.returns
     reached = rollouts.time_to_goal[rollouts.success]
     summary: dict[str, Any] = {
@@ -31,6 +32,8 @@ def score_summary(
         "return": mean_and_stderr(returns),
         "success_rate": float(rollouts.success.mean()),
         "time_to_goal": mean_and_stderr(reached) if len(reached) else None,
+        "replans_per_episode": mean_and_stderr(rollouts.replans),
+        "policy_seconds_per_episode": mean_and_stderr(rollouts.plan_seconds),
         "normalized_d4rl": mean_and_stderr(
             normalized_score(returns, task.d4rl_ref_min, task.d4rl_ref_max)
         ),

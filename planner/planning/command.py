@@ -29,6 +29,8 @@ from planner.envs.maze2d import GOAL_RADIUS, Maze2DEnv, MazeTask, find_maze_task
 from planner.planning.maze import (
     PlanRequestError,
     check_point,
+    executability,
+    executability_text,
     inside_walls,
     route_exists,
     walls_term,
@@ -238,6 +240,7 @@ def _summary(run, config, plans: Plans, terms, labels, start, goal, seconds, tas
         "steps_inside_walls": int(inside_walls(task, positions).sum()),
         "final_distance_to_goal": goal_distance,
         "reaches_goal": goal_distance <= GOAL_RADIUS,
+        "execution": executability(task, positions, goal, terms, run.layout),
         "mean_acceptance": float(plans.acceptance[0].mean()),
     }
 
@@ -255,9 +258,11 @@ def _write_outputs(out_dir: Path, plans: Plans, summary: dict, task, terms, colu
     )
     (out_dir / "plan.json").write_text(json.dumps(summary, indent=2) + "\n")
     held = "all constraints hold" if summary["all_constraints_hold"] else "a constraint is VIOLATED"
+    execution = summary["execution"]
     title = (
         f"{task.name}, {summary['n_candidates']} candidates; {held}; "
-        f"end {summary['final_distance_to_goal']:.2f} m from goal"
+        f"end {summary['final_distance_to_goal']:.2f} m from goal; "
+        + ("executable" if execution["executable"] else executability_text(execution))
     )
     positions = plans.trajectories[0][..., list(columns)]
     plot_plan(out_dir / "plan.png", task, positions, int(plans.best[0]), terms, title)

@@ -1,4 +1,5 @@
-"""Maze2D checks around a plan: points inside walls, plans through walls, blocked routes."""
+"""Maze2D checks around a plan: points inside walls, plans through walls, blocked routes, and
+whether the simulator could execute a plan at all."""
 
 from __future__ import annotations
 
@@ -11,10 +12,21 @@ from scipy import ndimage
 
 from planner.energies.base import Term
 from planner.energies.terms import Layout, obstacle_term
-from planner.envs.maze2d import WALL_OFFSET, MazeTask, wall_rectangles
+from planner.envs.maze2d import (
+    GOAL_RADIUS,
+    STEP_SECONDS,
+    VELOCITY_LIMIT,
+    WALL_OFFSET,
+    MazeTask,
+    wall_rectangles,
+)
 from planner.errors import PlannerError
 
 GRID_RESOLUTION = 0.05  # metres per cell of the blocked-route check
+# A step is a jump when it moves farther than this many times what the speed limit allows
+# in one step (0.05 m); the slack covers the integrator and plans that ride the limit.
+JUMP_FACTOR = 2.0
+SEGMENT_SAMPLES = 8  # points checked along each step of a plan
 
 
 class PlanRequestError(PlannerError, ValueError):
@@ -93,3 +105,68 @@ def route_exists(
 
     start_label, goal_label = label_of(start), label_of(goal)
     return start_label != 0 and start_label == goal_label
+
+
+def segment_points(positions: np.ndarray, samples: int = SEGMENT_SAMPLES) -> np.ndarray:
+    """``[H - 1, samples, P]`` points evenly along each step of ``positions`` [H, P] (both ends
+    included)."""
+    fractions = np.linspace(0.0, 1.0, samples)[None, :, None]
+    return positions[:-1, None] + fractions * (positions[1:, None] - positions[:-1, None])
+
+
+def executability(
+    task: MazeTask,
+    positions: np.ndarray,
+    goal: np.ndarray,
+    terms: Sequence[Term] = (),
+    layout: Layout | None = None,
+) -> dict:
+    """What the simulator would say of a plan with ``positions`` [H, 2]: its jumps (steps longer
+    than ``JUMP_FACTOR`` × the speed limit's distance), the steps whose segment crosses a wall
+    or (with ``terms`` and ``layout``) an obstacle or bounds term, and whether it reaches
+    ``goal`` [2] by motion rather than by an imposed last row."""
+    steps = np.linalg.norm(np.diff(positions, axis=0), axis=1)
+    jumps = np.flatnonzero(steps > JUMP_FACTOR * VELOCITY_LIMIT * STEP_SECONDS)
+    points = segment_points(positions)
+    through_walls = inside_walls(task, points).any(axis=1)
+    through_obstacles = np.zeros(len(steps), bool)
+    if layout is not None:
+        blocked = blocked_positions(terms, points.reshape(-1, points.shape[-1]), layout)
+        through_obstacles = blocked.reshape(points.shape[:2]).any(axis=1)
+    executable = not (len(jumps) or through_walls.any() or through_obstacles.any())
+    return {
+        "executable": bool(executable),
+        "max_step_length": float(steps.max()),
+        "jumps": [
+            {
+                "step": int(i),
+                "from": positions[i].round(2).tolist(),
+                "to": positions[i + 1].round(2).tolist(),
+                "length": round(float(steps[i]), 2),
+            }
+            for i in jumps
+        ],
+        "steps_through_walls": int(through_walls.sum()),
+        "steps_through_obstacles": int(through_obstacles.sum()),
+        "reaches_goal_by_motion": bool(
+            executable and np.linalg.norm(positions[-1] - goal) <= GOAL_RADIUS
+        ),
+    }
+
+
+def executability_text(report: dict) -> str:
+    """One line for people: ``executable`` or what makes the plan not executable."""
+    if report["executable"]:
+        return "executable: no jumps, no step through a wall or obstacle"
+    problems = []
+    if report["jumps"]:
+        largest = max(report["jumps"], key=lambda jump: jump["length"])
+        problems.append(
+            f"{len(report['jumps'])} jump(s), the largest {largest['length']} m at step "
+            f"{largest['step']} from {largest['from']} to {largest['to']}"
+        )
+    if report["steps_through_walls"]:
+        problems.append(f"{report['steps_through_walls']} step(s) through walls")
+    if report["steps_through_obstacles"]:
+        problems.append(f"{report['steps_through_obstacles']} step(s) through obstacles")
+    return "NOT EXECUTABLE: " + "; ".join(problems)

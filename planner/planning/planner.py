@@ -89,12 +89,14 @@ def inpainting(
     start: np.ndarray,
     goal: np.ndarray | None = None,
     waypoints: Sequence[tuple[int, Sequence[float]]] = (),
+    goal_from: np.ndarray | None = None,
 ) -> tuple[jax.Array, jax.Array]:
-    """Hard conditions ``(mask [1, H, D], values [Q, H, D] normalized)``: the training-time
+    """Hard conditions ``(mask [1 or Q, H, D], values [Q, H, D] normalized)``: the training-time
     endpoint conditions (the observation ``start`` [Q, O] at step 0; at the last step the goal
     observation: position ``goal`` [Q, P], every other dimension 0, Diffuser's Maze2D
     ``[x, y, 0, 0]``) plus each waypoint ``(step, position [P])`` fixing the position at
-    ``step``."""
+    ``step``. ``goal_from`` [Q] (with a goal) also fixes the goal position on every row from
+    ``goal_from[q]`` on, a per-query arrival time; the mask then has one row per query."""
     steps = tuple(int(step) for step, _ in waypoints)
     for step in steps:
         if not -horizon <= step < horizon:
@@ -102,7 +104,10 @@ def inpainting(
     points = np.asarray([point for _, point in waypoints], np.float32)
     start = np.atleast_2d(np.asarray(start, np.float32))
     goal = None if goal is None else np.asarray(goal, np.float32)
-    return _inpainting(layout, horizon, steps, normalizer, start, goal, points)
+    mask, values = _inpainting(layout, horizon, steps, normalizer, start, goal, points)
+    if goal_from is None or goal is None:
+        return mask, values
+    return _goal_from(layout, normalizer, mask, values, goal, np.asarray(goal_from, np.int32))
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
@@ -120,13 +125,24 @@ def _inpainting(layout, horizon, steps, normalizer, start, goal, points):
     return mask, jnp.where(mask, normalizer.normalize(values), 0.0)
 
 
-def shift_plan(plan: np.ndarray, executed: int) -> np.ndarray:
-    """A previous plan ``[..., H, D]`` advanced by ``executed`` steps, the last row repeated to
-    keep its length (all of it, once the whole plan has been executed): the warm start of the
-    next plan."""
-    executed = min(executed, plan.shape[-2])
-    tail = np.repeat(plan[..., -1:, :], executed, axis=-2)
-    return np.concatenate([plan[..., executed:, :], tail], axis=-2)
+@functools.partial(jax.jit, static_argnums=(0,))
+def _goal_from(layout, normalizer, mask, values, goal, goal_from):
+    """``(mask [Q, H, D], values)`` with the goal position fixed on rows ``>= goal_from [Q]``."""
+    rows = jnp.arange(values.shape[1])[None, :] >= goal_from[:, None]  # [Q, H]
+    columns = jnp.isin(jnp.arange(values.shape[2]), jnp.asarray(layout.position_columns))
+    pinned = rows[:, :, None] & columns[None, None, :]
+    placed = jnp.zeros(values.shape).at[..., list(layout.position_columns)].set(goal[:, None])
+    normalized = normalizer.normalize(placed)
+    return mask | pinned, jnp.where(pinned & ~mask, normalized, values)
+
+
+def shift_plan(plan: np.ndarray, executed: np.ndarray | int) -> np.ndarray:
+    """Previous plans ``[..., H, D]`` advanced by ``executed`` steps (one int, or ``[...]`` one
+    per plan), the last row repeated to keep their length (all of it, once the whole plan has
+    been executed): the warm start of the next plan."""
+    horizon = plan.shape[-2]
+    rows = np.minimum(np.arange(horizon) + np.asarray(executed)[..., None], horizon - 1)
+    return np.take_along_axis(plan, rows[..., None], axis=-2)
 
 
 @jax.jit
@@ -181,14 +197,16 @@ class Planner:
 
     def _placed(self, keys, mask, values, initial):
         """The sampler's inputs on the mesh: per-sample arrays split along the batch axis (or
-        replicated when the device count does not divide it), the mask replicated."""
+        replicated when the device count does not divide it), a shared ``[1, H, D]`` mask
+        replicated."""
         if self.mesh.size == 1:
             return keys, mask, values, initial
         divisible = values.shape[0] % self.mesh.size == 0
         split = NamedSharding(self.mesh, PartitionSpec("data" if divisible else None))
         replicated = NamedSharding(self.mesh, PartitionSpec())
         keys, values, initial = jax.device_put((keys, values, initial), split)
-        return keys, jax.device_put(mask, replicated), values, initial
+        mask = jax.device_put(mask, split if mask.shape[0] > 1 else replicated)
+        return keys, mask, values, initial
 
     def plan(
         self,
@@ -198,12 +216,14 @@ class Planner:
         n_candidates: int = 1,
         waypoints: Sequence[tuple[int, Sequence[float]]] = (),
         warm_start: np.ndarray | None = None,
+        goal_from: np.ndarray | None = None,
     ) -> Plans:
         """Plans for ``Q`` queries: ``key`` one key or ``[Q]`` keys (one per query), ``start``
         [Q, O], ``goal`` [Q, P] or None, ``warm_start`` [Q, H, D] a previous plan (already
-        shifted) when ``spec.start_level`` is set."""
+        shifted) when ``spec.start_level`` is set, ``goal_from`` [Q] the row from which each
+        query's goal position is imposed (see :func:`inpainting`)."""
         mask, values = inpainting(
-            self.layout, self.horizon, self.normalizer, start, goal, waypoints
+            self.layout, self.horizon, self.normalizer, start, goal, waypoints, goal_from
         )
         queries = values.shape[0]
         query_keys = jax.random.split(key, queries) if key.shape == () else key
@@ -211,6 +231,8 @@ class Planner:
             raise ValueError(f"{queries} queries need one key or {queries} keys; got {key.shape}")
         keys = jax.vmap(lambda k: jax.random.split(k, n_candidates))(query_keys).reshape(-1)
         values = jnp.repeat(values, n_candidates, axis=0)
+        if mask.shape[0] > 1:
+            mask = jnp.repeat(mask, n_candidates, axis=0)
         initial = None
         if warm_start is not None:
             normalized = self.normalizer.normalize(jnp.asarray(warm_start, jnp.float32))

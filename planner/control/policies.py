@@ -1,0 +1,221 @@
+"""Policies over a batch of episodes stepped in lockstep: when to plan, how to act on the plan.
+
+A policy is a pure pair over ``B`` episodes::
+
+    init(episodes [B] int, observations [B, O], goals [B, P]) -> PolicyState
+    act(state, observations [B, O]) -> (actions [B, A], state, info)
+
+Its state is data (:class:`PolicyState`): the current plans, where each episode is in its plan,
+the planned arrival step, a per-episode "reached" latch and replan counters. Episode ``i``'s
+``r``-th plan is drawn from its own key (see :func:`planner_plan_fn`), so a batch of episodes on
+different replan schedules gives each episode what running it alone would give.
+
+One policy covers both shipped behaviours:
+
+- **open loop** (``ReplanRule()``, the D4RL protocol): one plan per episode, tracked to its end,
+  then its last position held at rest.
+- **receding-horizon MPC**: replan every ``every`` steps and/or when the agent is more than
+  ``deviation`` from where the plan says it should be. Replans keep the goal at the arrival step
+  of the previous plan (``pin_arrival``: the goal position is imposed on every row from the
+  remaining arrival time onward), so the arrival does not recede by the executed steps; they get
+  the previous plan shifted by the executed steps (the planner may warm-start from it). Within
+  ``latch_radius`` of the goal the policy stops planning and holds the goal at rest until the
+  agent is pushed beyond twice that radius.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from planner.control.tracking import hold_actions, tracking_actions
+from planner.energies.terms import Layout
+from planner.planning.planner import Planner, shift_plan
+
+
+class PlanFn(Protocol):
+    """Plans ``[Q, H, D]`` (environment units) for ``Q`` queries: ``episodes`` [Q] and
+    ``replans`` [Q] (which plan of which episode: they pick the key), ``observations`` [Q, O],
+    ``goals`` [Q, P], ``arrival`` [Q] the row from which the goal is imposed (None: the last row
+    only), ``previous`` [Q, H, D] the previous plans shifted to now (None at the first plan)."""
+
+    def __call__(
+        self,
+        episodes: np.ndarray,
+        replans: np.ndarray,
+        observations: np.ndarray,
+        goals: np.ndarray,
+        arrival: np.ndarray | None,
+        previous: np.ndarray | None,
+    ) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class ReplanRule:
+    """When a policy plans again. The defaults never replan (open loop).
+
+    ``every``: replan after this many steps of a plan (0: never). ``deviation``: replan when the
+    position is farther than this from the plan's position for the current step (environment
+    units; 0: never). ``pin_arrival``: replans keep the previous plan's arrival step.
+    ``latch_radius``: within this distance of the goal, stop planning and hold the goal (None:
+    never). ``arrival_tolerance``: a plan has arrived from the first row after which every row
+    lies within this distance of the goal.
+    """
+
+    every: int = 0
+    deviation: float = 0.0
+    pin_arrival: bool = True
+    latch_radius: float | None = None
+    arrival_tolerance: float = 0.1
+
+    @property
+    def replans(self) -> bool:
+        return self.every > 0 or self.deviation > 0
+
+
+@dataclass(frozen=True)
+class PolicyState:
+    """The state of ``B`` episodes; every field is an array with a leading ``B`` axis.
+
+    ``episodes`` [B] ids; ``goals`` [B, P]; ``plans`` [B, H, D] the current plans (environment
+    units); ``step`` [B] steps taken; ``plan_began`` [B] the episode step of each plan's first
+    row; ``arrival`` [B] the episode step at which the plan reaches the goal; ``reached`` [B] the
+    latch; ``replans`` [B] plans made after the first.
+    """
+
+    episodes: np.ndarray
+    goals: np.ndarray
+    plans: np.ndarray
+    step: np.ndarray
+    plan_began: np.ndarray
+    arrival: np.ndarray
+    reached: np.ndarray
+    replans: np.ndarray
+
+    def replace(self, **changes: Any) -> PolicyState:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A pure ``(init, act)`` pair; see the module docstring."""
+
+    init: Callable[[np.ndarray, np.ndarray, np.ndarray], PolicyState]
+    act: Callable[[PolicyState, np.ndarray], tuple[np.ndarray, PolicyState, dict[str, Any]]]
+
+
+def planned_arrival(plans: np.ndarray, goals: np.ndarray, layout: Layout, tolerance: float):
+    """``[B]`` the first row of ``plans`` [B, H, D] from which every row lies within
+    ``tolerance`` of ``goals`` [B, P]; ``H - 1`` where the plan never settles there."""
+    positions = plans[..., list(layout.position_columns)]
+    away = np.linalg.norm(positions - goals[:, None], axis=-1) > tolerance  # [B, H]
+    horizon = plans.shape[1]
+    last_away = horizon - 1 - np.argmax(away[:, ::-1], axis=1)
+    return np.where(away.any(axis=1), np.minimum(last_away + 1, horizon - 1), 0)
+
+
+def bucket(indices: np.ndarray, batch: int) -> np.ndarray:
+    """``indices`` padded (by repeating the first) to the next power of two, at most ``batch``:
+    replans of a few episodes reuse a handful of compiled batch sizes."""
+    size = min(batch, 1 << int(np.ceil(np.log2(len(indices)))))
+    return np.concatenate([indices, np.full(size - len(indices), indices[0])])
+
+
+def receding_horizon_policy(plan_fn: PlanFn, layout: Layout, rule: ReplanRule) -> Policy:
+    """A :class:`Policy` planning with ``plan_fn`` and tracking its plans under ``rule``."""
+
+    def init(episodes, observations, goals):
+        batch = len(episodes)
+        zeros = np.zeros(batch, int)
+        plans = plan_fn(np.asarray(episodes), zeros, observations, goals, None, None)
+        arrival = planned_arrival(plans, goals, layout, rule.arrival_tolerance)
+        return PolicyState(
+            np.asarray(episodes), np.asarray(goals), np.asarray(plans), zeros, zeros.copy(),
+            arrival, np.zeros(batch, bool), zeros.copy(),
+        )  # fmt: skip
+
+    def latched(state: PolicyState, observations: np.ndarray) -> np.ndarray:
+        if rule.latch_radius is None:
+            return state.reached
+        distance = np.linalg.norm(observations[:, list(layout.position)] - state.goals, axis=1)
+        radius = np.where(state.reached, 2 * rule.latch_radius, rule.latch_radius)
+        return distance <= radius
+
+    def due(state: PolicyState, observations: np.ndarray, reached: np.ndarray) -> np.ndarray:
+        index = state.step - state.plan_began
+        rows = np.minimum(index, state.plans.shape[1] - 1)
+        planned = state.plans[np.arange(len(rows)), rows][:, list(layout.position_columns)]
+        deviation = np.linalg.norm(observations[:, list(layout.position)] - planned, axis=1)
+        periodic = rule.every > 0 and index >= rule.every
+        deviated = deviation > rule.deviation if rule.deviation > 0 else False
+        return ~reached & (periodic | deviated)
+
+    def replan(state: PolicyState, observations: np.ndarray, which: np.ndarray) -> PolicyState:
+        rows = bucket(which, len(state.step))
+        horizon = state.plans.shape[1]
+        remaining = state.arrival[rows] - state.step[rows]
+        arrival = np.where(remaining >= 1, np.minimum(remaining, horizon - 1), horizon - 1)
+        previous = shift_plan(state.plans[rows], state.step[rows] - state.plan_began[rows])
+        new = plan_fn(
+            state.episodes[rows], state.replans[rows] + 1, observations[rows],
+            state.goals[rows], arrival if rule.pin_arrival else None, previous,
+        )[: len(which)]  # fmt: skip
+        goals = state.goals[which]
+        arrived = planned_arrival(new, goals, layout, rule.arrival_tolerance)
+        plans, plan_began = state.plans.copy(), state.plan_began.copy()
+        arrival_step, replans = state.arrival.copy(), state.replans.copy()
+        plans[which], plan_began[which] = new, state.step[which]
+        arrival_step[which] = state.step[which] + arrived
+        replans[which] += 1
+        return state.replace(
+            plans=plans, plan_began=plan_began, arrival=arrival_step, replans=replans
+        )
+
+    def act(state, observations):
+        reached = latched(state, observations)
+        replanning = due(state, observations, reached)
+        if replanning.any():
+            state = replan(state, observations, np.flatnonzero(replanning))
+        states = state.plans[..., layout.action_dim :]
+        actions = np.where(
+            reached[:, None],
+            hold_actions(state.goals, observations, layout),
+            tracking_actions(states, observations, state.step - state.plan_began, layout),
+        )
+        info = {"replanned": replanning, "reached": reached}
+        return actions, state.replace(step=state.step + 1, reached=reached), info
+
+    return Policy(init, act)
+
+
+def planner_plan_fn(
+    planner: Planner,
+    warm_planner: Planner | None,
+    seed: int,
+    n_candidates: int,
+    impose_goal: bool = True,
+) -> PlanFn:
+    """A :class:`PlanFn` over a :class:`Planner`: episode ``i``'s ``r``-th plan uses the key
+    ``fold_in(fold_in(key(seed), i), r)``. Replans warm-start from the previous plan with
+    ``warm_planner`` if given. Without ``impose_goal`` plans are fixed at the start only."""
+    root = jax.random.key(seed)
+
+    def plan(episodes, replans, observations, goals, arrival, previous):
+        keys = jax.vmap(lambda e, r: jax.random.fold_in(jax.random.fold_in(root, e), r))(
+            jnp.asarray(episodes), jnp.asarray(replans)
+        )
+        warm = previous is not None and warm_planner is not None
+        chosen = warm_planner if warm else planner
+        plans = chosen.plan(
+            keys, observations, goals if impose_goal else None, n_candidates,
+            warm_start=previous if warm else None, goal_from=arrival if impose_goal else None,
+        )  # fmt: skip
+        return plans.chosen
+
+    return plan

@@ -1,0 +1,178 @@
+"""The control layer: policy state, replan schedules, pinned arrival, the goal latch."""
+
+import numpy as np
+import pytest
+
+from planner.control.policies import (
+    ReplanRule,
+    bucket,
+    planned_arrival,
+    planner_plan_fn,
+    receding_horizon_policy,
+)
+from planner.control.tracking import hold_actions
+from planner.data.normalize import Normalizer
+from planner.energies.terms import Layout
+from planner.envs.maze2d import get_maze_task
+from planner.planning.command import build_planner, plan_config
+from planner.planning.planner import inpainting
+from planner.planning.run import load_run
+from planner.runtime import compile_events
+
+LAYOUT = Layout(action_dim=2, observation_dim=4)
+HORIZON = 16
+
+
+def straight_line_planner(calls: list):
+    """A :class:`PlanFn` drawing straight lines to the goal that arrive at the requested row
+    (the last one by default) and stay; it records what it was asked."""
+
+    def plan(episodes, replans, observations, goals, arrival, previous):
+        calls.append(
+            {
+                "episodes": episodes.tolist(),
+                "replans": replans.tolist(),
+                "arrival": None if arrival is None else arrival.tolist(),
+                "warm": previous is not None,
+            }
+        )
+        arrive = np.full(len(episodes), HORIZON - 1) if arrival is None else arrival
+        fraction = np.minimum(np.arange(HORIZON)[None] / arrive[:, None], 1.0)[..., None]
+        start = observations[:, None, :2]
+        positions = start + fraction * (goals[:, None] - start)
+        rest = np.zeros((len(episodes), HORIZON, 2))
+        return np.concatenate([rest, positions, rest], axis=-1)
+
+    return plan
+
+
+def observation(x, y):
+    return np.array([x, y, 0.0, 0.0])
+
+
+def test_open_loop_plans_once_and_tracks_the_plan():
+    calls = []
+    policy = receding_horizon_policy(straight_line_planner(calls), LAYOUT, ReplanRule())
+    state = policy.init(np.array([0, 1]), np.stack([observation(0, 0)] * 2), np.ones((2, 2)))
+    for _ in range(HORIZON + 5):
+        actions, state, info = policy.act(state, np.stack([observation(0, 0)] * 2))
+        assert not info["replanned"].any() and not info["reached"].any()
+    assert len(calls) == 1 and state.replans.tolist() == [0, 0]
+    np.testing.assert_allclose(actions, [[1.0, 1.0]] * 2)  # the plan's end at rest
+
+
+def test_the_arrival_step_stays_fixed_across_replans():
+    calls = []
+    rule = ReplanRule(every=4)
+    policy = receding_horizon_policy(straight_line_planner(calls), LAYOUT, rule)
+    start, goal = observation(0, 0)[None], np.array([[3.0, 0.0]])
+    state = policy.init(np.array([0]), start, goal)
+    assert state.arrival.tolist() == [HORIZON - 1]
+    for _ in range(13):
+        _, state, _ = policy.act(state, start)  # the agent never moves
+        assert state.arrival.tolist() == [HORIZON - 1]
+    # replans at steps 4, 8 and 12 pin the goal at the remaining rows 11, 7 and 3
+    assert [call["arrival"] for call in calls] == [None, [11], [7], [3]]
+    assert [call["replans"] for call in calls] == [[0], [1], [2], [3]]
+    assert all(call["warm"] for call in calls[1:])
+
+
+def test_without_pinning_the_arrival_recedes():
+    calls = []
+    rule = ReplanRule(every=4, pin_arrival=False)
+    policy = receding_horizon_policy(straight_line_planner(calls), LAYOUT, rule)
+    start = observation(0, 0)[None]
+    state = policy.init(np.array([0]), start, np.array([[3.0, 0.0]]))
+    for _ in range(5):
+        _, state, _ = policy.act(state, start)
+    assert calls[1]["arrival"] is None and state.arrival.tolist() == [4 + HORIZON - 1]
+
+
+def test_the_latch_holds_the_goal_and_releases_when_pushed_out():
+    calls = []
+    rule = ReplanRule(every=1, latch_radius=0.5)
+    policy = receding_horizon_policy(straight_line_planner(calls), LAYOUT, rule)
+    goal = np.array([[3.0, 0.0]])
+    state = policy.init(np.array([0]), observation(0, 0)[None], goal)
+    near = np.array([[2.7, 0.1, 0.5, 0.0]])
+    for _ in range(3):
+        actions, state, info = policy.act(state, near)
+        assert info["reached"].all() and not info["replanned"].any()
+        np.testing.assert_allclose(actions, hold_actions(goal, near, LAYOUT))
+    _, state, info = policy.act(state, np.array([[2.2, 0.0, 0.0, 0.0]]))  # within 2 × radius
+    assert info["reached"].all()
+    _, state, info = policy.act(state, np.array([[1.0, 0.0, 0.0, 0.0]]))  # pushed out
+    assert not info["reached"].any() and info["replanned"].all()
+    assert len(calls) == 2
+
+
+def run_policy(rule, episodes, paths, goals):
+    """Actions and final state of ``episodes`` whose observations follow ``paths`` [B, T, 4]."""
+    policy = receding_horizon_policy(straight_line_planner([]), LAYOUT, rule)
+    state = policy.init(np.asarray(episodes), paths[:, 0], goals)
+    actions = []
+    for step in range(paths.shape[1]):
+        action, state, _ = policy.act(state, paths[:, step])
+        actions.append(action)
+    return np.stack(actions, axis=1), state
+
+
+def test_episodes_on_different_schedules_equal_running_them_alone():
+    # episode 0 drifts off its plan and replans on deviation; 1 follows its plan; 2 drifts later
+    steps = 12
+    goals = np.array([[3.0, 0.0], [0.0, 3.0], [3.0, 3.0]])
+    t = np.arange(steps) / (HORIZON - 1)
+    follow = np.stack([np.zeros(steps), 3.0 * t], axis=1)
+    drift = np.stack([3.0 * t, 0.2 * np.arange(steps)], axis=1)
+    late = np.stack([3.0 * t, np.where(np.arange(steps) > 6, 3.0 * t + 0.5, 3.0 * t)], axis=1)
+    paths = np.concatenate([np.stack([drift, follow, late]), np.zeros((3, steps, 2))], axis=-1)
+    rule = ReplanRule(deviation=0.3)
+    batched_actions, batched = run_policy(rule, [0, 1, 2], paths, goals)
+    assert batched.replans.tolist()[1] == 0 and batched.replans[0] > batched.replans[2] > 0
+    for index in range(3):
+        alone_actions, alone = run_policy(rule, [index], paths[index : index + 1], goals[[index]])
+        np.testing.assert_array_equal(batched_actions[index], alone_actions[0])
+        np.testing.assert_array_equal(batched.plans[index], alone.plans[0])
+        assert batched.replans[index] == alone.replans[0]
+
+
+def test_planned_arrival_and_buckets():
+    plans = np.zeros((2, 6, 6))
+    plans[0, :, 2] = [0.0, 1.0, 2.0, 2.95, 3.0, 3.0]
+    plans[1, :, 2] = [0.0, 1.0, 2.0, 2.5, 2.8, 3.0]
+    np.testing.assert_array_equal(
+        planned_arrival(plans, np.array([[3.0, 0.0]] * 2), LAYOUT, 0.1), [3, 5]
+    )
+    assert bucket(np.array([4]), 8).tolist() == [4]
+    assert bucket(np.array([1, 5, 6]), 8).tolist() == [1, 5, 6, 1]
+    assert len(bucket(np.arange(5), 6)) == 6
+
+
+def test_goal_from_imposes_the_goal_position_on_every_later_row():
+    normalizer = Normalizer(np.zeros(6, np.float32), np.ones(6, np.float32))
+    start = np.array([[0.0, 0.0, 0.1, 0.1], [1.0, 1.0, 0.0, 0.0]])
+    goal = np.array([[2.0, 3.0], [4.0, 5.0]])
+    mask, values = inpainting(LAYOUT, 8, normalizer, start, goal, goal_from=np.array([5, 7]))
+    assert mask.shape == (2, 8, 6)
+    np.testing.assert_array_equal(np.asarray(mask)[0, :, 2], [1, 0, 0, 0, 0, 1, 1, 1])
+    np.testing.assert_array_equal(np.asarray(mask)[1, :, 2], [1, 0, 0, 0, 0, 0, 0, 1])
+    np.testing.assert_allclose(np.asarray(values)[0, 5:7, 2:4], [[2.0, 3.0]] * 2)
+    assert not np.asarray(mask)[0, 5, 4] and np.asarray(mask)[0, 7, 4]  # velocity: last row only
+
+
+@pytest.mark.parametrize("n_candidates", [1, 2])
+def test_mpc_with_the_trained_planner_compiles_once_per_replan_size(tiny_runs, n_candidates):
+    run = load_run(tiny_runs / "diffusion")
+    config = plan_config(run, None, ["plan.method=ddim", "plan.n_steps=2"], ("plan", "eval"))
+    planner, _, _ = build_planner(run, config, get_maze_task(config.data.dataset))
+    plan_fn = planner_plan_fn(planner, planner.warm_started(1), 0, n_candidates)
+    policy = receding_horizon_policy(plan_fn, run.layout, ReplanRule(every=2))
+    starts = np.array([[3.0, 1.0, 0.0, 0.0], [1.0, 1.0, 0.0, 0.0], [3.0, 3.0, 0.0, 0.0]])
+    state = policy.init(np.arange(3), starts, np.tile([[1.0, 3.0]], (3, 1)))
+    for _ in range(3):  # compiles the replan of all three episodes (a batch of 3)
+        _, state, _ = policy.act(state, starts)
+    with compile_events() as events:
+        for _ in range(4):
+            _, state, _ = policy.act(state, starts)
+    assert not [event for event, _ in events if event.endswith("backend_compile_duration")]
+    assert state.replans.tolist() == [3, 3, 3]
