@@ -106,6 +106,23 @@ def test_the_latch_holds_the_goal_and_releases_when_pushed_out():
     assert len(calls) == 2
 
 
+def test_an_episode_without_a_route_holds_its_start_and_never_replans():
+    calls = []
+    rule = ReplanRule(every=1, latch_radius=0.5)
+
+    def routes(observations, goals):
+        return np.array([True, False])
+
+    policy = receding_horizon_policy(straight_line_planner(calls), LAYOUT, rule, routes)
+    starts = np.stack([observation(0, 0), observation(1, 1)])
+    state = policy.init(np.arange(2), starts, np.array([[3.0, 0.0], [3.0, 3.0]]))
+    moved = np.array([[0.1, 0.0, 1.0, 0.0], [1.2, 1.0, 1.0, 0.0]])
+    for _ in range(3):
+        actions, state, info = policy.act(state, moved)
+    assert state.replans.tolist() == [2, 0] and state.feasible.tolist() == [True, False]
+    np.testing.assert_allclose(actions[1], [1.0 - 1.2 - 1.0, 1.0 - 1.0 - 0.0])  # back to start
+
+
 def run_policy(rule, episodes, paths, goals):
     """Actions and final state of ``episodes`` whose observations follow ``paths`` [B, T, 4]."""
     policy = receding_horizon_policy(straight_line_planner([]), LAYOUT, rule)

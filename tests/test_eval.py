@@ -36,6 +36,7 @@ def test_normalized_score_arithmetic(umaze):
         np.zeros((2, 300), bool),
         np.zeros(2),
         np.array([0, 3]),
+        np.array([True, False]),
     )
     summary = score_summary(rollouts, umaze, {"ref_min": 0.0, "ref_max": 40.0})
     assert summary["return"] == {"mean": 20.0, "stderr": pytest.approx(10.0)}  # std 14.14 / √2
@@ -46,6 +47,7 @@ def test_normalized_score_arithmetic(umaze):
     assert summary["success_rate"] == 1.0
     assert summary["time_to_goal"]["mean"] == pytest.approx(281.0)
     assert summary["replans_per_episode"]["mean"] == pytest.approx(1.5)
+    assert summary["infeasible_episodes"] == 1
 
 
 def test_tracking_a_straight_line_plan_reaches_the_goal(umaze):

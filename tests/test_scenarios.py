@@ -111,6 +111,25 @@ def test_a_scenario_runs_end_to_end_with_physical_obstacles(tiny_world, monkeypa
     assert "| plain |" in text and "A note." in text
 
 
+def test_a_blocked_route_is_reported_infeasible_and_the_policy_holds(tiny_world, monkeypatch):
+    scenario = load_scenario(REPO / "configs" / "compose" / "6-closed-loop-umaze.yaml")
+    (blocked,) = [layout for layout in scenario.layouts if layout.name == "blocked"]
+    (mpc,) = [method for method in scenario.methods if method.name == "guidance, MPC"]
+    mpc = dataclasses.replace(mpc, eval={"policy": "mpc", "replan_every": 25})  # tiny model
+    scenario = dataclasses.replace(
+        scenario, episodes=2, selection_episodes=1, batch_size=2, layouts=(blocked,),
+        methods=(mpc,),
+    )  # fmt: skip
+    monkeypatch.chdir(tiny_world)
+    record = run_scenario(scenario, log=lambda *_: None)
+    (row,) = record["rows"]
+    assert row["infeasible_episodes"] == 2 and row["replans_per_episode"] == 0
+    assert row["episodes_touching"] == 0
+    result = record["rollouts"][(blocked.name, mpc.name)]
+    moved = np.linalg.norm(result.observations[:, -1, :2] - result.observations[:, 0, :2], axis=1)
+    assert (moved < 0.2).all()  # held at the start
+
+
 def test_attribute_conditioned_energy_models_compose_into_an_energy_mala_can_test(
     shared_data_dir, tmp_path
 ):

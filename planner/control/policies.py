@@ -21,6 +21,10 @@ One policy covers both shipped behaviours:
   the previous plan shifted by the executed steps (the planner may warm-start from it). Within
   ``latch_radius`` of the goal the policy stops planning and holds the goal at rest until the
   agent is pushed beyond twice that radius.
+
+Given a ``route_exists(observations, goals) -> [B] bool`` check, episodes with no route from
+start to goal are marked infeasible at ``init``: they never replan and hold their start at rest
+instead of driving into what blocks them.
 """
 
 from __future__ import annotations
@@ -86,7 +90,7 @@ class PolicyState:
     ``episodes`` [B] ids; ``goals`` [B, P]; ``plans`` [B, H, D] the current plans (environment
     units); ``step`` [B] steps taken; ``plan_began`` [B] the episode step of each plan's first
     row; ``arrival`` [B] the episode step at which the plan reaches the goal; ``reached`` [B] the
-    latch; ``replans`` [B] plans made after the first.
+    latch; ``replans`` [B] plans made after the first; ``feasible`` [B] whether a route exists.
     """
 
     episodes: np.ndarray
@@ -97,6 +101,7 @@ class PolicyState:
     arrival: np.ndarray
     reached: np.ndarray
     replans: np.ndarray
+    feasible: np.ndarray
 
     def replace(self, **changes: Any) -> PolicyState:
         return dataclasses.replace(self, **changes)
@@ -127,17 +132,26 @@ def bucket(indices: np.ndarray, batch: int) -> np.ndarray:
     return np.concatenate([indices, np.full(size - len(indices), indices[0])])
 
 
-def receding_horizon_policy(plan_fn: PlanFn, layout: Layout, rule: ReplanRule) -> Policy:
-    """A :class:`Policy` planning with ``plan_fn`` and tracking its plans under ``rule``."""
+RouteCheck = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def receding_horizon_policy(
+    plan_fn: PlanFn, layout: Layout, rule: ReplanRule, route_exists: RouteCheck | None = None
+) -> Policy:
+    """A :class:`Policy` planning with ``plan_fn`` and tracking its plans under ``rule``;
+    ``route_exists(observations [B, O], goals [B, P]) -> [B] bool`` marks infeasible episodes."""
 
     def init(episodes, observations, goals):
         batch = len(episodes)
         zeros = np.zeros(batch, int)
         plans = plan_fn(np.asarray(episodes), zeros, observations, goals, None, None)
         arrival = planned_arrival(plans, goals, layout, rule.arrival_tolerance)
+        feasible = np.ones(batch, bool)
+        if route_exists is not None:
+            feasible = np.asarray(route_exists(observations, goals), bool)
         return PolicyState(
             np.asarray(episodes), np.asarray(goals), np.asarray(plans), zeros, zeros.copy(),
-            arrival, np.zeros(batch, bool), zeros.copy(),
+            arrival, np.zeros(batch, bool), zeros.copy(), feasible,
         )  # fmt: skip
 
     def latched(state: PolicyState, observations: np.ndarray) -> np.ndarray:
@@ -154,7 +168,7 @@ def receding_horizon_policy(plan_fn: PlanFn, layout: Layout, rule: ReplanRule) -
         deviation = np.linalg.norm(observations[:, list(layout.position)] - planned, axis=1)
         periodic = rule.every > 0 and index >= rule.every
         deviated = deviation > rule.deviation if rule.deviation > 0 else False
-        return ~reached & (periodic | deviated)
+        return state.feasible & ~reached & (periodic | deviated)
 
     def replan(state: PolicyState, observations: np.ndarray, which: np.ndarray) -> PolicyState:
         rows = bucket(which, len(state.step))
@@ -183,10 +197,12 @@ def receding_horizon_policy(plan_fn: PlanFn, layout: Layout, rule: ReplanRule) -
         if replanning.any():
             state = replan(state, observations, np.flatnonzero(replanning))
         states = state.plans[..., layout.action_dim :]
+        tracking = tracking_actions(states, observations, state.step - state.plan_began, layout)
+        holding = hold_actions(state.goals, observations, layout)
+        starts = state.plans[:, 0, list(layout.position_columns)]  # the imposed start
+        stopping = hold_actions(starts, observations, layout)
         actions = np.where(
-            reached[:, None],
-            hold_actions(state.goals, observations, layout),
-            tracking_actions(states, observations, state.step - state.plan_began, layout),
+            ~state.feasible[:, None], stopping, np.where(reached[:, None], holding, tracking)
         )
         info = {"replanned": replanning, "reached": reached}
         return actions, state.replace(step=state.step + 1, reached=reached), info

@@ -31,7 +31,7 @@ from planner.envs.maze2d import (
 from planner.eval.rollouts import Rollouts, run_episodes
 from planner.eval.scores import score_summary
 from planner.planning.command import build_planner, plan_config
-from planner.planning.maze import PlanRequestError
+from planner.planning.maze import PlanRequestError, route_exists
 from planner.planning.run import TrainedRun, load_run
 from planner.provenance import git_revision
 from planner.viz.rollouts import plot_rollouts
@@ -74,7 +74,15 @@ def make_policy(run: TrainedRun, config: Config, task: MazeTask) -> Policy:
         warm_planner = planner.warm_started(settings.warm_start_level)
     plan = config.plan
     plan_fn = planner_plan_fn(planner, warm_planner, plan.seed, plan.n_candidates, plan.impose_goal)
-    return receding_horizon_policy(plan_fn, run.layout, replan_rule(settings))
+    position = list(run.layout.position)
+
+    def routes(observations: np.ndarray, goals: np.ndarray) -> np.ndarray:
+        return np.array([
+            route_exists(task, start, goal, planner.terms, run.layout)
+            for start, goal in zip(observations[:, position], goals, strict=True)
+        ])  # fmt: skip
+
+    return receding_horizon_policy(plan_fn, run.layout, replan_rule(settings), routes)
 
 
 def evaluate(
@@ -143,6 +151,7 @@ def run_eval(
         "plan": sections["plan"],
         "scores": score_summary(rollouts, task, references),
         "returns": rollouts.returns.tolist(),
+        "feasible": rollouts.feasible.tolist(),
         "seconds": round(seconds, 1),
         "device": jax.devices()[0].platform,
         "machine": platform.platform(),
@@ -159,6 +168,7 @@ def run_eval(
         goals=rollouts.goals,
         first_plans=rollouts.first_plans,
         replans=rollouts.replans,
+        feasible=rollouts.feasible,
     )
     shown = slice(0, FIGURE_EPISODES)
     position = list(run.layout.position_columns)

@@ -31,7 +31,8 @@ class Rollouts:
     [N, P]; ``first_plans`` [N, H, D] the plan made at the start of each episode; ``contacts``
     [N, T] bool, whether the point mass touched an added obstacle after each step;
     ``plan_seconds`` [N] each episode's share of the wall time of its batch's policy calls
-    (planning and acting); ``replans`` [N] plans made after the first.
+    (planning and acting); ``replans`` [N] plans made after the first; ``feasible`` [N]
+    whether the policy found a route from start to goal (it holds the start where it did not).
     """
 
     episodes: np.ndarray
@@ -42,6 +43,7 @@ class Rollouts:
     contacts: np.ndarray
     plan_seconds: np.ndarray
     replans: np.ndarray
+    feasible: np.ndarray
 
     @property
     def returns(self) -> np.ndarray:
@@ -62,7 +64,7 @@ class Rollouts:
     @staticmethod
     def concatenate(parts: Sequence[Rollouts]) -> Rollouts:
         fields = ("episodes", "rewards", "observations", "goals", "first_plans", "contacts",
-                  "plan_seconds", "replans")  # fmt: skip
+                  "plan_seconds", "replans", "feasible")  # fmt: skip
         return Rollouts(**{f: np.concatenate([getattr(p, f) for p in parts]) for f in fields})
 
 
@@ -101,5 +103,6 @@ def run_episodes(
         observations[:, step + 1] = observation
     shares = np.full(len(envs), policy_seconds / len(envs))
     return Rollouts(
-        ids, rewards, observations, goals, np.asarray(first_plans), contacts, shares, state.replans
-    )
+        ids, rewards, observations, goals, np.asarray(first_plans), contacts, shares,
+        state.replans, state.feasible,
+    )  # fmt: skip

@@ -19,6 +19,7 @@ planning methods, each method evaluated on the same episodes::
       - name: guidance
         obstacles: guide              # ignore | guide | select: how the plan uses the obstacles
         plan: {}                      # this method's plan settings (constraints, sampler, ...)
+        eval: {}                      # this method's policy (policy: mpc, replan_every, ...)
         obstacle_guidance: {}         # weight, scale, n_guide_steps... of the obstacle terms
         choices: [{}, {...}]          # alternative plan settings (and obstacle_guidance); the
                                       # best on the selection seed is the one reported
@@ -109,6 +110,7 @@ class Method:
     obstacle_guidance: dict = field(default_factory=dict)
     choices: tuple[dict, ...] = ({},)
     run: RunSpec | None = None
+    eval: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -176,7 +178,9 @@ def _layout(raw: Mapping[str, Any], where: str) -> ObstacleLayout:
 
 
 def _method(raw: Mapping[str, Any], where: str) -> Method:
-    allowed = ("name", "obstacles", "attributes", "plan", "obstacle_guidance", "choices", "run")
+    allowed = (
+        "name", "obstacles", "attributes", "plan", "obstacle_guidance", "choices", "run", "eval",
+    )  # fmt: skip
     _keys(raw, allowed, ("name",), where)
     use = raw.get("obstacles", "guide")
     if use not in OBSTACLE_USES:
@@ -188,7 +192,8 @@ def _method(raw: Mapping[str, Any], where: str) -> Method:
     run = _run_spec(raw["run"], f"{where}.run") if "run" in raw else None
     guidance = dict(raw.get("obstacle_guidance") or {})
     plan = dict(raw.get("plan") or {})
-    return Method(str(raw["name"]), use, attributes, plan, guidance, choices, run)
+    evaluation = dict(raw.get("eval") or {})
+    return Method(str(raw["name"]), use, attributes, plan, guidance, choices, run, evaluation)
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -256,8 +261,8 @@ def method_config(
         plan |= {"require": list(layout.require[:1]), "exclude": []}
     sections["plan"] = plan
     sections["eval"] = {
-        **sections["eval"], "episodes": episodes, "seed": seed, "multi_task": False,
-        "batch_size": min(scenario.batch_size, episodes),
+        **sections["eval"], **method.eval, "episodes": episodes, "seed": seed,
+        "multi_task": False, "batch_size": min(scenario.batch_size, episodes),
     }  # fmt: skip
     return config_from_dict(sections, f"{scenario.source}: {layout.name} / {method.name}")
 
@@ -299,6 +304,8 @@ def episode_metrics(
         "path_length": mean_and_stderr(lengths) if len(lengths) else None,
         "plans_through_obstacles": float(through),
         "plan_seconds_median": float(np.median(rollouts.plan_seconds)),
+        "replans_per_episode": float(rollouts.replans.mean()),
+        "infeasible_episodes": int((~rollouts.feasible).sum()),
     }  # fmt: skip
 
 
@@ -500,8 +507,9 @@ def markdown_section(record: Mapping[str, Any], notes: str = "") -> str:
 def _obstacle_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     lines = [
         "| method | success | clean success | collision rate | episodes touching | plans "
-        "touching | score | path length (m) | network evals / plan | plan time | chosen |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "touching | score | path length (m) | network evals / plan | plan time | replans / "
+        "episode | infeasible | chosen |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         length = row["path_length"]
@@ -513,9 +521,16 @@ def _obstacle_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
             f"{row['score']['mean']:.1f} ± {row['score']['stderr']:.1f} | "
             + (f"{length['mean']:.2f} ± {length['stderr']:.2f}" if length else "—")
             + f" | {row['network_evaluations_per_plan']} | "
-            f"{1000 * row['plan_seconds_median']:.0f} ms | {_choice_text(row['choice'])} |"
+            f"{1000 * row['plan_seconds_median']:.0f} ms | "
+            f"{_optional(row.get('replans_per_episode'), '.1f')} | "
+            f"{_optional(row.get('infeasible_episodes'), 'd')} | {_choice_text(row['choice'])} |"
         )
     return lines
+
+
+def _optional(value: float | None, spec: str) -> str:
+    """A value measured since the control layer (older records lack it): ``—`` if absent."""
+    return "—" if value is None else format(value, spec)
 
 
 def _specification_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -536,9 +551,16 @@ def _specification_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
                 f"{_rate(rates[name]['plan'])} / {_rate(rates[name]['path'])}" for name in names
             )
             + f" | {row['network_evaluations_per_plan']} | "
-            f"{1000 * row['plan_seconds_median']:.0f} ms | {_choice_text(row['choice'])} |"
+            f"{1000 * row['plan_seconds_median']:.0f} ms | "
+            f"{_optional(row.get('replans_per_episode'), '.1f')} | "
+            f"{_optional(row.get('infeasible_episodes'), 'd')} | {_choice_text(row['choice'])} |"
         )
     return lines
+
+
+def _optional(value: float | None, spec: str) -> str:
+    """A value measured since the control layer (older records lack it): ``—`` if absent."""
+    return "—" if value is None else format(value, spec)
 
 
 def term_table(record: Mapping[str, Any]) -> str:

@@ -22,7 +22,8 @@ def mean_and_stderr(values: np.ndarray) -> dict[str, float]:
 def score_summary(
     rollouts: Rollouts, task: MazeTask, references: dict[str, Any] | None
 ) -> dict[str, Any]:
-    """Returns, success rate, time to goal, replans and policy seconds per episode, and
+    """Returns, success rate, time to goal, infeasible episodes (no route from start to goal),
+    replans and policy seconds per episode, and
     normalized scores under D4RL's references and, if given, the references recomputed on this
     simulator (``{"ref_min", "ref_max"}``)."""
     returns = rollouts.returns
@@ -32,6 +33,7 @@ def score_summary(
         "return": mean_and_stderr(returns),
         "success_rate": float(rollouts.success.mean()),
         "time_to_goal": mean_and_stderr(reached) if len(reached) else None,
+        "infeasible_episodes": int((~rollouts.feasible).sum()),
         "replans_per_episode": mean_and_stderr(rollouts.replans),
         "policy_seconds_per_episode": mean_and_stderr(rollouts.plan_seconds),
         "normalized_d4rl": mean_and_stderr(
