@@ -118,7 +118,7 @@ def test_an_episode_without_a_route_holds_its_start_and_never_replans():
     state = policy.init(np.arange(2), starts, np.array([[3.0, 0.0], [3.0, 3.0]]))
     moved = np.array([[0.1, 0.0, 1.0, 0.0], [1.2, 1.0, 1.0, 0.0]])
     for _ in range(3):
-        actions, state, info = policy.act(state, moved)
+        actions, state, _ = policy.act(state, moved)
     assert state.replans.tolist() == [2, 0] and state.feasible.tolist() == [True, False]
     np.testing.assert_allclose(actions[1], [1.0 - 1.2 - 1.0, 1.0 - 1.0 - 0.0])  # back to start
 
