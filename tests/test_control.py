@@ -27,13 +27,14 @@ def straight_line_planner(calls: list):
     """A :class:`PlanFn` drawing straight lines to the goal that arrive at the requested row
     (the last one by default) and stay; it records what it was asked."""
 
-    def plan(episodes, replans, observations, goals, arrival, previous):
+    def plan(episodes, replans, observations, goals, arrival, previous, step):
         calls.append(
             {
                 "episodes": episodes.tolist(),
                 "replans": replans.tolist(),
                 "arrival": None if arrival is None else arrival.tolist(),
                 "warm": previous is not None,
+                "step": step,
             }
         )
         arrive = np.full(len(episodes), HORIZON - 1) if arrival is None else arrival
@@ -73,6 +74,7 @@ def test_the_arrival_step_stays_fixed_across_replans():
         assert state.arrival.tolist() == [HORIZON - 1]
     # replans at steps 4, 8 and 12 pin the goal at the remaining rows 11, 7 and 3
     assert [call["arrival"] for call in calls] == [None, [11], [7], [3]]
+    assert [call["step"] for call in calls] == [0, 4, 8, 12]
     assert [call["replans"] for call in calls] == [[0], [1], [2], [3]]
     assert all(call["warm"] for call in calls[1:])
 
@@ -104,6 +106,18 @@ def test_the_latch_holds_the_goal_and_releases_when_pushed_out():
     _, state, info = policy.act(state, np.array([[1.0, 0.0, 0.0, 0.0]]))  # pushed out
     assert not info["reached"].any() and info["replanned"].all()
     assert len(calls) == 2
+
+
+def test_every_planning_episode_replans_when_the_world_changes():
+    calls = []
+    rule = ReplanRule(at_steps=(3,), latch_radius=0.5)
+    policy = receding_horizon_policy(straight_line_planner(calls), LAYOUT, rule)
+    goals = np.array([[3.0, 0.0], [3.0, 3.0]])
+    state = policy.init(np.arange(2), np.stack([observation(0, 0), observation(3, 2.8)]), goals)
+    for _ in range(6):
+        _, state, _ = policy.act(state, np.stack([observation(0, 0), observation(3, 2.8)]))
+    # episode 1 sits at its goal (latched): only episode 0 replans, once, at step 3
+    assert [(call["episodes"], call["step"]) for call in calls] == [([0, 1], 0), ([0], 3)]
 
 
 def test_an_episode_without_a_route_holds_its_start_and_never_replans():
@@ -182,7 +196,7 @@ def test_mpc_with_the_trained_planner_compiles_once_per_replan_size(tiny_runs, n
     run = load_run(tiny_runs / "diffusion")
     config = plan_config(run, None, ["plan.method=ddim", "plan.n_steps=2"], ("plan", "eval"))
     planner, _, _ = build_planner(run, config, get_maze_task(config.data.dataset))
-    plan_fn = planner_plan_fn(planner, planner.warm_started(1), 0, n_candidates)
+    plan_fn = planner_plan_fn({0: planner}, 1, 0, n_candidates)
     policy = receding_horizon_policy(plan_fn, run.layout, ReplanRule(every=2))
     starts = np.array([[3.0, 1.0, 0.0, 0.0], [1.0, 1.0, 0.0, 0.0], [3.0, 3.0, 0.0, 0.0]])
     state = policy.init(np.arange(3), starts, np.tile([[1.0, 3.0]], (3, 1)))

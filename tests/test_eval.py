@@ -140,7 +140,7 @@ def test_episodes_follow_the_policy(umaze):
     comes back; a plan that stays where it starts keeps the agent there."""
     calls = []
 
-    def stay(episodes, replans, observations, goals, arrival, previous):
+    def stay(episodes, replans, observations, goals, arrival, previous, step):
         calls.append((episodes.tolist(), previous is None, replans.tolist()))
         rows = np.concatenate([np.zeros((len(episodes), 2)), observations], axis=1)
         return np.repeat(rows[:, None], 8, axis=1)
@@ -151,3 +151,20 @@ def test_episodes_follow_the_policy(umaze):
     assert rollouts.replans.tolist() == [1, 1]
     positions = rollouts.observations[..., :2]
     assert (np.linalg.norm(positions[:, -1] - positions[:, 0], axis=1) < 0.2).all()
+
+
+def test_mpc_replans_once_when_an_obstacle_appears(tiny_runs):
+    run = load_run(tiny_runs / "diffusion")
+    pillar = {"type": "circle", "center": [2.0, 3.0], "radius": 0.2, "appears_at": 5}
+    overrides = [
+        "eval.episodes=2", "eval.policy=mpc", "eval.latch=false",
+        f"plan.constraints=[{json.dumps(pillar)}]",
+    ]  # fmt: skip
+    config = plan_config(run, None, overrides, ("plan", "eval"))
+    rollouts = evaluate(run, config, get_maze_task(config.data.dataset), show_progress=False)
+    assert rollouts.replans.tolist() == [1, 1]
+    open_loop = dataclasses.replace(
+        config, eval=dataclasses.replace(config.eval, policy="open_loop")
+    )
+    rollouts = evaluate(run, open_loop, get_maze_task(config.data.dataset), show_progress=False)
+    assert rollouts.replans.tolist() == [0, 0]

@@ -143,6 +143,25 @@ def test_an_added_obstacle_stops_a_rollout_physically(umaze, obstacle):
     assert added.depth(blocked.final[:2]) < 0  # the centre never enters
 
 
+def test_an_obstacle_that_appears_later_is_solid_only_from_its_step(umaze):
+    # the same push as above; a pillar at y = 2 that appears at step 150 is passed through before
+    # and stops the point mass after (it is back behind the pillar by then, moving away)
+    late = Obstacle.from_spec({"type": "circle", "center": [3.0, 2.0], "radius": 0.3,
+                               "appears_at": 150})  # fmt: skip
+    env = Maze2DEnv(umaze, obstacles=[late])
+    env.reset(seed=0, options={"start": [3.0, 1.0], "velocity": [0.0, 0.0]})
+    path, contacts = [], []
+    for step in range(300):
+        observation, *_, info = env.step(np.array([0.0, 0.5 if step < 150 else -0.5]))
+        path.append(observation[1])
+        contacts.append(info["contact"])
+    assert max(path[:150]) > 2.5 and not any(contacts[:150])  # through where it will stand
+    assert min(path[150:]) > 2.0 + 0.3  # after step 150 it blocks the way back
+    assert any(contacts[150:])
+    with pytest.raises(ValueError, match="appears_at"):
+        Obstacle.from_spec({"type": "circle", "center": [3, 2], "radius": 0.3, "appears_at": -1})
+
+
 def test_random_starts_avoid_added_obstacles(umaze):
     pillar = Obstacle("circle", center=(1.0, 1.0), radius=0.4)  # covers the whole goal cell
     env = Maze2DEnv(umaze, multi_task=True, obstacles=[pillar])

@@ -30,7 +30,7 @@ instead of driving into what blocks them.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -47,7 +47,9 @@ class PlanFn(Protocol):
     """Plans ``[Q, H, D]`` (environment units) for ``Q`` queries: ``episodes`` [Q] and
     ``replans`` [Q] (which plan of which episode: they pick the key), ``observations`` [Q, O],
     ``goals`` [Q, P], ``arrival`` [Q] the row from which the goal is imposed (None: the last row
-    only), ``previous`` [Q, H, D] the previous plans shifted to now (None at the first plan)."""
+    only), ``previous`` [Q, H, D] the previous plans shifted to now (None at the first plan),
+    ``step`` the episode step (the lockstep batch shares it: what the planner knows of the world
+    may change with it)."""
 
     def __call__(
         self,
@@ -57,6 +59,7 @@ class PlanFn(Protocol):
         goals: np.ndarray,
         arrival: np.ndarray | None,
         previous: np.ndarray | None,
+        step: int,
     ) -> np.ndarray: ...
 
 
@@ -69,18 +72,16 @@ class ReplanRule:
     units; 0: never). ``pin_arrival``: replans keep the previous plan's arrival step.
     ``latch_radius``: within this distance of the goal, stop planning and hold the goal (None:
     never). ``arrival_tolerance``: a plan has arrived from the first row after which every row
-    lies within this distance of the goal.
+    lies within this distance of the goal. ``at_steps``: episode steps at which the world
+    changes (an obstacle appears): every episode still planning replans then.
     """
 
     every: int = 0
     deviation: float = 0.0
+    at_steps: tuple[int, ...] = ()
     pin_arrival: bool = True
     latch_radius: float | None = None
     arrival_tolerance: float = 0.1
-
-    @property
-    def replans(self) -> bool:
-        return self.every > 0 or self.deviation > 0
 
 
 @dataclass(frozen=True)
@@ -144,7 +145,7 @@ def receding_horizon_policy(
     def init(episodes, observations, goals):
         batch = len(episodes)
         zeros = np.zeros(batch, int)
-        plans = plan_fn(np.asarray(episodes), zeros, observations, goals, None, None)
+        plans = plan_fn(np.asarray(episodes), zeros, observations, goals, None, None, 0)
         arrival = planned_arrival(plans, goals, layout, rule.arrival_tolerance)
         feasible = np.ones(batch, bool)
         if route_exists is not None:
@@ -168,7 +169,8 @@ def receding_horizon_policy(
         deviation = np.linalg.norm(observations[:, list(layout.position)] - planned, axis=1)
         periodic = rule.every > 0 and index >= rule.every
         deviated = deviation > rule.deviation if rule.deviation > 0 else False
-        return state.feasible & ~reached & (periodic | deviated)
+        changed = np.isin(state.step, rule.at_steps)
+        return state.feasible & ~reached & (periodic | deviated | changed)
 
     def replan(state: PolicyState, observations: np.ndarray, which: np.ndarray) -> PolicyState:
         rows = bucket(which, len(state.step))
@@ -179,6 +181,7 @@ def receding_horizon_policy(
         new = plan_fn(
             state.episodes[rows], state.replans[rows] + 1, observations[rows],
             state.goals[rows], arrival if rule.pin_arrival else None, previous,
+            int(state.step[rows].max()),
         )[: len(which)]  # fmt: skip
         goals = state.goals[which]
         arrived = planned_arrival(new, goals, layout, rule.arrival_tolerance)
@@ -211,26 +214,37 @@ def receding_horizon_policy(
 
 
 def planner_plan_fn(
-    planner: Planner,
-    warm_planner: Planner | None,
+    planners: Mapping[int, Planner],
+    warm_start_level: int | None,
     seed: int,
     n_candidates: int,
     impose_goal: bool = True,
 ) -> PlanFn:
-    """A :class:`PlanFn` over a :class:`Planner`: episode ``i``'s ``r``-th plan uses the key
-    ``fold_in(fold_in(key(seed), i), r)``. Replans warm-start from the previous plan with
-    ``warm_planner`` if given. Without ``impose_goal`` plans are fixed at the start only."""
+    """A :class:`PlanFn` over :class:`Planner` s: ``planners[s]`` plans from episode step ``s``
+    on (a key 0 is required; later keys are steps at which the world, and so the planner's
+    terms, change). Episode ``i``'s ``r``-th plan uses the key
+    ``fold_in(fold_in(key(seed), i), r)``. With ``warm_start_level`` replans re-noise the
+    previous plan to that level. Without ``impose_goal`` plans are fixed at the start only."""
+    if 0 not in planners:
+        raise ValueError("planners need one for step 0")
     root = jax.random.key(seed)
+    starts = sorted(planners)
+    warm = {
+        step: None if warm_start_level is None else planner.warm_started(warm_start_level)
+        for step, planner in planners.items()
+    }
 
-    def plan(episodes, replans, observations, goals, arrival, previous):
+    def plan(episodes, replans, observations, goals, arrival, previous, step):
         keys = jax.vmap(lambda e, r: jax.random.fold_in(jax.random.fold_in(root, e), r))(
             jnp.asarray(episodes), jnp.asarray(replans)
         )
-        warm = previous is not None and warm_planner is not None
-        chosen = warm_planner if warm else planner
+        stage = max(start for start in starts if start <= step)
+        warm_start = previous is not None and warm[stage] is not None
+        chosen = warm[stage] if warm_start else planners[stage]
         plans = chosen.plan(
             keys, observations, goals if impose_goal else None, n_candidates,
-            warm_start=previous if warm else None, goal_from=arrival if impose_goal else None,
+            warm_start=previous if warm_start else None,
+            goal_from=arrival if impose_goal else None,
         )  # fmt: skip
         return plans.chosen
 

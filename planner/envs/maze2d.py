@@ -184,22 +184,30 @@ def make_pointmaze(task: MazeTask) -> Any:
 @dataclass(frozen=True)
 class Obstacle:
     """A solid obstacle added to the maze, D4RL frame: a disc (``center``, ``radius``; a vertical
-    cylinder in MuJoCo) or an axis-aligned box (``low``, ``high``)."""
+    cylinder in MuJoCo) or an axis-aligned box (``low``, ``high``), solid from step
+    ``appears_at`` of an episode on (0: from the start)."""
 
     shape: Literal["circle", "box"]
     center: tuple[float, float] = (0.0, 0.0)
     radius: float = 0.0
     low: tuple[float, float] = (0.0, 0.0)
     high: tuple[float, float] = (0.0, 0.0)
+    appears_at: int = 0
 
     @staticmethod
     def from_spec(spec: Mapping[str, Any]) -> Obstacle:
         """From a constraint spec ``{type: circle, center, radius}`` or ``{type: box, low,
-        high}`` (other keys, such as guidance weights, are ignored)."""
+        high}``, optionally with ``appears_at`` (other keys, such as guidance weights, are
+        ignored)."""
+        appears_at = int(spec.get("appears_at", 0))
+        if appears_at < 0:
+            raise ValueError(f"appears_at must be a step >= 0; got {appears_at}")
         if spec.get("type") == "circle":
-            return Obstacle("circle", center=_pair(spec["center"]), radius=float(spec["radius"]))
+            center, radius = _pair(spec["center"]), float(spec["radius"])
+            return Obstacle("circle", center=center, radius=radius, appears_at=appears_at)
         if spec.get("type") == "box":
-            return Obstacle("box", low=_pair(spec["low"]), high=_pair(spec["high"]))
+            low, high = _pair(spec["low"]), _pair(spec["high"])
+            return Obstacle("box", low=low, high=high, appears_at=appears_at)
         raise ValueError(f"an obstacle is a circle or a box; got type {spec.get('type')!r}")
 
     def depth(self, positions: np.ndarray) -> np.ndarray:
@@ -242,6 +250,7 @@ class PointMassSim:
     thousands of steps per second. Positions and velocities are Python floats for speed.
     ``obstacles`` are added to the MuJoCo model as solid geoms: the point mass collides with them
     as with the maze walls; :meth:`touching_obstacle` says whether it is in contact with one.
+    An obstacle that appears later collides with nothing until :meth:`reveal` reaches its step.
     """
 
     def __init__(self, task: MazeTask, obstacles: Sequence[Obstacle] = ()):
@@ -259,6 +268,7 @@ class PointMassSim:
         self._obstacle_geoms = np.array(
             [self.model.geom(f"obstacle_{i}").id for i in range(len(self.obstacles))], np.int64
         )
+        self.reveal(0)
         self._qpos = self.data.qpos  # views, valid for the lifetime of ``data``
         self._qvel = self.data.qvel
         self._ctrl = self.data.ctrl
@@ -278,6 +288,12 @@ class PointMassSim:
         qvel[0] = min(max(qvel[0], -VELOCITY_LIMIT), VELOCITY_LIMIT)
         qvel[1] = min(max(qvel[1], -VELOCITY_LIMIT), VELOCITY_LIMIT)
         mujoco.mj_step(self.model, self.data)
+
+    def reveal(self, step: int) -> None:
+        """Make solid exactly the obstacles that have appeared by episode step ``step``."""
+        for geom, obstacle in zip(self._obstacle_geoms, self.obstacles, strict=True):
+            solid = int(obstacle.appears_at <= step)
+            self.model.geom_contype[geom] = self.model.geom_conaffinity[geom] = solid
 
     def touching_obstacle(self) -> bool:
         """Whether any active MuJoCo contact involves an added obstacle."""
@@ -312,10 +328,10 @@ class Maze2DEnv(gym.Env):
     truncated after ``max_episode_steps`` (300 / 600 / 800). ``reset(options=...)`` accepts
     ``start`` [2], ``velocity`` [2] and ``goal`` [2] to fix them.
 
-    Test-time variations (composition scenarios): ``obstacles`` are solid in the simulator (a
-    random start or goal that would touch one is drawn again; ``info["contact"]`` says whether
-    the point mass touches one after a step), and ``start`` [2] replaces the random start cell
-    by this point (+ U(-0.1, 0.1) per axis).
+    Test-time variations (composition scenarios): ``obstacles`` are solid in the simulator from
+    their ``appears_at`` step on (a random start or goal that would touch one is drawn again;
+    ``info["contact"]`` says whether the point mass touches one after a step), and ``start`` [2]
+    replaces the random start cell by this point (+ U(-0.1, 0.1) per axis).
     """
 
     metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012 (gymnasium's class attribute)
@@ -360,6 +376,7 @@ class Maze2DEnv(gym.Env):
         return self._observation(), {"goal": self.goal.copy()}
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        self.sim.reveal(self._elapsed)
         self.sim.step(float(action[0]), float(action[1]))
         self._elapsed += 1
         observation = self._observation()

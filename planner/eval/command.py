@@ -32,6 +32,7 @@ from planner.eval.rollouts import Rollouts, run_episodes
 from planner.eval.scores import score_summary
 from planner.planning.command import build_planner, plan_config
 from planner.planning.maze import PlanRequestError, route_exists
+from planner.planning.planner import appearance_steps
 from planner.planning.run import TrainedRun, load_run
 from planner.provenance import git_revision
 from planner.viz.rollouts import plot_rollouts
@@ -49,40 +50,43 @@ def simulator_references(task: MazeTask) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def replan_rule(settings: EvalConfig) -> ReplanRule:
-    """The :class:`ReplanRule` of an ``eval`` section: none for ``open_loop``."""
+def replan_rule(settings: EvalConfig, at_steps: tuple[int, ...] = ()) -> ReplanRule:
+    """The :class:`ReplanRule` of an ``eval`` section (none for ``open_loop``); MPC also replans
+    at ``at_steps``, where obstacles appear."""
     if settings.policy == "open_loop":
         return ReplanRule()
     return ReplanRule(
         every=settings.replan_every,
         deviation=settings.replan_deviation,
+        at_steps=at_steps,
         pin_arrival=settings.pin_arrival,
         latch_radius=GOAL_RADIUS if settings.latch else None,
     )
 
 
 def make_policy(run: TrainedRun, config: Config, task: MazeTask) -> Policy:
-    """The policy of ``config.eval`` over the planner of ``config.plan``."""
-    settings = config.eval
-    planner, _, _ = build_planner(run, config, task)
-    warm_planner = None
-    if settings.policy == "mpc" and settings.warm_start_level is not None:
-        if settings.warm_start_level >= run.schedule.n_steps:
-            raise PlanRequestError(
-                f"eval.warm_start_level must be below the model's {run.schedule.n_steps} levels"
-            )
-        warm_planner = planner.warm_started(settings.warm_start_level)
-    plan = config.plan
-    plan_fn = planner_plan_fn(planner, warm_planner, plan.seed, plan.n_candidates, plan.impose_goal)
+    """The policy of ``config.eval`` over the planners of ``config.plan``: one for step 0 and one
+    from each step at which a constraint appears (``appears_at``), which MPC replans at."""
+    settings, plan = config.eval, config.plan
+    warm_level = settings.warm_start_level if settings.policy == "mpc" else None
+    if warm_level is not None and warm_level >= run.schedule.n_steps:
+        raise PlanRequestError(
+            f"eval.warm_start_level must be below the model's {run.schedule.n_steps} levels"
+        )
+    planners = {0: build_planner(run, config, task)[0]}  # checks the constraints
+    appearances = appearance_steps(plan.constraints)
+    planners |= {step: build_planner(run, config, task, step)[0] for step in appearances}
+    plan_fn = planner_plan_fn(planners, warm_level, plan.seed, plan.n_candidates, plan.impose_goal)
     position = list(run.layout.position)
 
     def routes(observations: np.ndarray, goals: np.ndarray) -> np.ndarray:
         return np.array([
-            route_exists(task, start, goal, planner.terms, run.layout)
+            route_exists(task, start, goal, planners[0].terms, run.layout)
             for start, goal in zip(observations[:, position], goals, strict=True)
         ])  # fmt: skip
 
-    return receding_horizon_policy(plan_fn, run.layout, replan_rule(settings), routes)
+    rule = replan_rule(settings, appearances)
+    return receding_horizon_policy(plan_fn, run.layout, rule, routes)
 
 
 def evaluate(

@@ -339,15 +339,15 @@ def term_report(terms, labels, plans: np.ndarray, paths: np.ndarray) -> list[dic
 
 
 def scoring_terms(run: TrainedRun, scenario: Scenario, layout: ObstacleLayout, task: MazeTask):
-    """``(terms, labels)`` every method's plans are scored by: the layout's obstacles, the
-    scenario's ``score`` terms and the walls."""
+    """``(terms, labels)`` every method's plans are scored by: the layout's obstacles (those
+    that appear later included), the scenario's ``score`` terms and the walls."""
     sections = config_to_dict(run.config)
     sections["plan"] = {
         "constraints": [*layout.obstacles, *scenario.score.get("constraints", ())],
         "objectives": list(scenario.score.get("objectives", ())),
     }
     config = config_from_dict(sections, f"{scenario.source}: score")
-    _, terms, labels = build_planner(run, config, task)
+    _, terms, labels = build_planner(run, config, task, step=task.max_episode_steps)
     names = [f"obstacle {i}" for i in range(len(layout.obstacles))]
     names += [f"score.constraints[{i}]" for i in range(len(scenario.score.get("constraints", ())))]
     names += [f"score.objectives[{i}]" for i in range(len(scenario.score.get("objectives", ())))]

@@ -117,11 +117,11 @@ def plan_denoiser(run: TrainedRun, config: Config, horizon: int) -> Denoiser:
 
 
 def build_planner(
-    run: TrainedRun, config: Config, task: MazeTask
+    run: TrainedRun, config: Config, task: MazeTask, step: int = 0
 ) -> tuple[Planner, list[Term], list[str]]:
-    """``(planner, terms, labels)`` for ``config.plan`` on ``run``: the configured constraints and
-    objectives plus the maze walls (unless ``plan.walls: off``); ``labels`` name each term's
-    config entry."""
+    """``(planner, terms, labels)`` for ``config.plan`` on ``run`` at episode step ``step``: the
+    constraints in force then (``appears_at``) and the objectives, plus the maze walls (unless
+    ``plan.walls: off``); ``labels`` name each term's config entry."""
     plan = config.plan
     value_runs = {
         spec["run"]: load_run(spec["run"])
@@ -129,7 +129,7 @@ def build_planner(
         if spec.get("type") == "value"
     }
     try:
-        terms = terms_from_config(plan, run.layout, value_runs)
+        terms = terms_from_config(plan, run.layout, value_runs, step)
     except ValueError as error:
         raise ConfigError(str(error)) from None
     if plan.walls != "off":
@@ -146,7 +146,11 @@ def build_planner(
         )
     except ValueError as error:
         raise ConfigError(str(error)) from None
-    labels = [f"plan.constraints[{i}]" for i in range(len(plan.constraints))]
+    labels = [
+        f"plan.constraints[{i}]"
+        for i, spec in enumerate(plan.constraints)
+        if spec.get("appears_at", 0) <= step
+    ]
     labels += [f"plan.objectives[{i}]" for i in range(len(plan.objectives))]
     labels += ["plan.walls"] * (plan.walls != "off")
     return planner, terms, labels

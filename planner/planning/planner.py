@@ -262,11 +262,41 @@ class Planner:
         )
 
 
+def appearance_steps(constraints: Sequence[Mapping]) -> tuple[int, ...]:
+    """The episode steps (> 0) at which constraints with ``appears_at`` come into force; a
+    negative or non-integer ``appears_at`` is refused naming the constraint."""
+    steps = set()
+    for index, spec in enumerate(constraints):
+        step = spec.get("appears_at", 0)
+        if not isinstance(step, int) or step < 0:
+            raise ValueError(
+                f"plan.constraints[{index}].appears_at must be a step >= 0; got {step!r}"
+            )
+        if step > 0:
+            steps.add(step)
+    return tuple(sorted(steps))
+
+
+def constraints_at(constraints: Sequence[Mapping], step: int) -> list[dict]:
+    """The constraint specs in force at episode step ``step`` (``appears_at``, default 0, at
+    most ``step``), without that key."""
+    appearance_steps(constraints)
+    return [
+        {key: value for key, value in spec.items() if key != "appears_at"}
+        for spec in constraints
+        if spec.get("appears_at", 0) <= step
+    ]
+
+
 def terms_from_config(
-    plan: PlanConfig, layout: Layout, value_runs: Mapping[str, TrainedRun] | None = None
+    plan: PlanConfig,
+    layout: Layout,
+    value_runs: Mapping[str, TrainedRun] | None = None,
+    step: int = 0,
 ) -> list[Term]:
-    """The constraint and objective terms of a ``plan`` section. A ``value`` objective names a
-    value run directory (``run: DIR``); ``value_runs`` maps each such name to its loaded run."""
+    """The constraint terms in force at episode step ``step`` and the objective terms of a
+    ``plan`` section. A ``value`` objective names a value run directory (``run: DIR``);
+    ``value_runs`` maps each such name to its loaded run."""
     value_runs = value_runs or {}
 
     def value(layout: Layout, run: str, **guidance) -> Term:
@@ -277,6 +307,8 @@ def terms_from_config(
 
     objective_types = {**OBJECTIVE_TYPES, "value": value}
     return [
-        *terms_from_specs(plan.constraints, layout, CONSTRAINT_TYPES, "plan.constraints"),
+        *terms_from_specs(
+            constraints_at(plan.constraints, step), layout, CONSTRAINT_TYPES, "plan.constraints"
+        ),
         *terms_from_specs(plan.objectives, layout, objective_types, "plan.objectives"),
     ]
