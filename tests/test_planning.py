@@ -132,6 +132,7 @@ def test_start_and_goal_from_the_command_line_override_the_config(runs, tmp_path
         (["--set", "train.steps=3"], "only plan.* settings"),
         (["--set", "plan.horizon=24", "--set", "plan.window_stride=5"], "16-step windows 5"),
         (["--set", "plan.window_stride=16"], "window stride must be in 1..15"),
+        (["--set", "plan.horizon=24", "--set", "plan.window_stride=8"], "condition_start: false"),
         (["--set", "plan.require=[north]"], "unknown attribute 'north'"),
     ],
 )

@@ -292,6 +292,7 @@ def episode_metrics(
     plans = rollouts.first_plans[..., list(layout.position_columns)]
     lengths = path_lengths(rollouts)[rollouts.success]
     through = _plans_touching(plans, obstacles).mean() if obstacles else 0.0
+    paths = rollouts.observations[..., list(layout.position)]
     return {
         "episodes": len(rollouts.returns),
         "success_rate": float(rollouts.success.mean()),
@@ -303,10 +304,21 @@ def episode_metrics(
         ),
         "path_length": mean_and_stderr(lengths) if len(lengths) else None,
         "plans_through_obstacles": float(through),
+        "clearance_plan_median": _median_clearance(plans, obstacles),
+        "clearance_path_median": _median_clearance(paths, obstacles),
         "plan_seconds_median": float(np.median(rollouts.plan_seconds)),
         "replans_per_episode": float(rollouts.replans.mean()),
         "infeasible_episodes": int((~rollouts.feasible).sum()),
     }  # fmt: skip
+
+
+def _median_clearance(positions: np.ndarray, obstacles: Sequence[Obstacle]) -> float | None:
+    """The median over episodes of the smallest distance from the point mass's centre to an
+    obstacle's edge along ``positions`` [N, T, 2] (contact below ``POINT_RADIUS``)."""
+    if not obstacles:
+        return None
+    depth = np.max([o.depth(positions) for o in obstacles], axis=0)  # [N, T]
+    return float(np.median(-depth.max(axis=-1)))
 
 
 def _plans_touching(positions: np.ndarray, obstacles: Sequence[Obstacle]) -> np.ndarray:
@@ -507,9 +519,9 @@ def markdown_section(record: Mapping[str, Any], notes: str = "") -> str:
 def _obstacle_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     lines = [
         "| method | success | clean success | collision rate | episodes touching | plans "
-        "touching | score | path length (m) | network evals / plan | plan time | replans / "
-        "episode | infeasible | chosen |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "touching | clearance plan / path (m) | score | path length (m) | network evals / "
+        "plan | plan time | replans / episode | infeasible | chosen |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         length = row["path_length"]
@@ -518,6 +530,8 @@ def _obstacle_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
             f"{_rate_and_error(row['clean_success_rate'], row['episodes'])} | "
             f"{100 * row['collision_rate']:.1f} % | "
             f"{_rate(row['episodes_touching'])} | {_rate(row['plans_through_obstacles'])} | "
+            f"{_optional(row.get('clearance_plan_median'), '.2f')} / "
+            f"{_optional(row.get('clearance_path_median'), '.2f')} | "
             f"{row['score']['mean']:.1f} ± {row['score']['stderr']:.1f} | "
             + (f"{length['mean']:.2f} ± {length['stderr']:.2f}" if length else "—")
             + f" | {row['network_evaluations_per_plan']} | "
