@@ -118,9 +118,10 @@ def test_replanning_needs_the_mpc_policy(tiny_runs, tmp_path, capsys):
     assert "eval.policy: mpc" in capsys.readouterr().err
 
 
-def test_batched_evaluation_equals_sequential(tiny_runs):
+@pytest.mark.parametrize("policy", [[], ["eval.policy=mpc", "eval.replan_every=40"]])
+def test_batched_evaluation_equals_sequential(tiny_runs, policy):
     run = load_run(tiny_runs / "diffusion")
-    config = plan_config(run, None, ["eval.episodes=4"], ("plan", "eval"))
+    config = plan_config(run, None, ["eval.episodes=4", *policy], ("plan", "eval"))
     task = get_maze_task(config.data.dataset)
 
     def with_batch(size):
@@ -133,6 +134,7 @@ def test_batched_evaluation_equals_sequential(tiny_runs):
     # float32 convolutions over batches of 4 and 1 differ in the last bits; a rollout may
     # cross the goal radius one step earlier or later
     assert np.abs(batched.returns - one_by_one.returns).max() <= 1
+    np.testing.assert_array_equal(batched.replans, one_by_one.replans)
 
 
 def test_episodes_follow_the_policy(umaze):
