@@ -76,9 +76,10 @@ def score(run_dir: Path, overrides: list[str], seed: int, episodes: int, multi: 
 def select(run_dir: Path, seed: int, episodes: int) -> tuple[str, list[dict[str, Any]]]:
     """The candidate with the best mean score over single-task and Multi2D on ``seed``."""
     rows = []
-    for name, overrides in CANDIDATES.items():
+    for index, (name, overrides) in enumerate(CANDIDATES.items()):
         pair = [
-            score(run_dir, overrides, seed, episodes, multi, "select") for multi in (False, True)
+            score(run_dir, overrides, seed, episodes, multi, f"select{index}")
+            for multi in (False, True)
         ]
         rows.append({"setting": name, "single": pair[0], "multi2d": pair[1]})
     best = max(
@@ -111,7 +112,7 @@ def markdown(record: dict[str, Any]) -> str:
     lines = [
         "# Closed-loop control (U-Maze)",
         "",
-        f"Made by `{record['command']}`; git {record['git_revision'][:10]}, "
+        f"Made by `{record['command']}`; git {record['git_revision']}, "
         f"{record['device']}, {record['machine']}.",
         "",
         f"Model: `{record['run_dir']}`, `{record['config']}` `--set "
@@ -177,20 +178,20 @@ def main() -> None:
     if args.render_only:
         md_path.write_text(markdown(json.loads(json_path.read_text())))
         return
-    began = time.perf_counter()
+    began, revision = time.perf_counter(), git_revision()  # the code that runs
     train_unless_done(CONFIG, TRAINING, args.run_dir)
     chosen, selection = select(args.run_dir, args.select_seed, args.select_episodes)
     print(f"chosen: {chosen}", flush=True)
     rows = []
-    for name, overrides in report_settings(chosen).items():
+    for index, (name, overrides) in enumerate(report_settings(chosen).items()):
         pair = [
-            score(args.run_dir, overrides, 0, args.episodes, multi, "report")
+            score(args.run_dir, overrides, 0, args.episodes, multi, f"report{index}")
             for multi in (False, True)
         ]
         rows.append({"setting": name, "single": pair[0], "multi2d": pair[1]})
     record = {
         "command": "python scripts/closed_loop.py",
-        "git_revision": git_revision(),
+        "git_revision": revision,
         "device": jax.devices()[0].platform,
         "machine": platform.platform(),
         "run_dir": str(args.run_dir),

@@ -115,7 +115,7 @@ def test_a_blocked_route_is_reported_infeasible_and_the_policy_holds(tiny_world,
     scenario = load_scenario(REPO / "configs" / "compose" / "6-closed-loop-umaze.yaml")
     (blocked,) = [layout for layout in scenario.layouts if layout.name == "blocked"]
     (mpc,) = [method for method in scenario.methods if method.name == "guidance, MPC"]
-    mpc = dataclasses.replace(mpc, eval={"policy": "mpc", "replan_every": 25})  # tiny model
+    mpc = dataclasses.replace(mpc, eval={"policy": "mpc", "replan_every": 25}, choices=({},))
     scenario = dataclasses.replace(
         scenario, episodes=2, selection_episodes=1, batch_size=2, layouts=(blocked,),
         methods=(mpc,),

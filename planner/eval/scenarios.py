@@ -21,8 +21,8 @@ planning methods, each method evaluated on the same episodes::
         plan: {}                      # this method's plan settings (constraints, sampler, ...)
         eval: {}                      # this method's policy (policy: mpc, replan_every, ...)
         obstacle_guidance: {}         # weight, scale, n_guide_steps... of the obstacle terms
-        choices: [{}, {...}]          # alternative plan settings (and obstacle_guidance); the
-                                      # best on the selection seed is the one reported
+        choices: [{}, {...}]          # alternative plan settings (and obstacle_guidance,
+                                      # eval); the best on the selection seed is reported
         run: {...}                    # optional: another trained run for this method
     value_runs: [{dir: ..., config: ..., steps: ...}]  # value models the plans name (trained
                                       # by the reproduce script if missing)
@@ -247,6 +247,7 @@ def method_config(
     sections = config_to_dict(run.config)
     choice = dict(choice)
     guidance = {**method.obstacle_guidance, **choice.pop("obstacle_guidance", {})}
+    evaluation = {**method.eval, **choice.pop("eval", {})}
     plan = {**scenario.plan, **method.plan, **choice}
     obstacles = {
         "ignore": [],
@@ -261,7 +262,7 @@ def method_config(
         plan |= {"require": list(layout.require[:1]), "exclude": []}
     sections["plan"] = plan
     sections["eval"] = {
-        **sections["eval"], **method.eval, "episodes": episodes, "seed": seed,
+        **sections["eval"], **evaluation, "episodes": episodes, "seed": seed,
         "multi_task": False, "batch_size": min(scenario.batch_size, episodes),
     }  # fmt: skip
     return config_from_dict(sections, f"{scenario.source}: {layout.name} / {method.name}")
