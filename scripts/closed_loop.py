@@ -89,12 +89,14 @@ def select(run_dir: Path, seed: int, episodes: int) -> tuple[str, list[dict[str,
 
 
 def report_settings(chosen: str) -> dict[str, list[str]]:
-    """The reported rows: open loop, the chosen MPC setting and its ablations, naive replanning."""
+    """The reported rows: open loop (and with the goal latch alone), the chosen MPC setting and
+    its ablations, naive replanning."""
     overrides = CANDIDATES[chosen]
     every = [o for o in overrides if o.startswith(("eval.replan_every", "eval.replan_deviation"))]
     warm = [o for o in overrides if o.startswith("eval.warm_start_level")]
     return {
-        "open loop (D4RL protocol)": [],
+        "open loop (D4RL protocol)": ["eval.policy=open_loop"],
+        "open loop + goal latch (no replanning)": [*MPC],
         f"MPC: {chosen}": overrides,
         f"MPC: {chosen}, no goal latch": [*overrides, "eval.latch=false"],
         f"MPC: {chosen}, arrival not pinned": [*overrides, "eval.pin_arrival=false"],
@@ -125,7 +127,8 @@ def markdown(record: dict[str, Any]) -> str:
         "plan per episode, tracked (the D4RL protocol). *MPC*: receding-horizon replanning "
         "(`planner eval --policy mpc`) with the goal pinned at the previous plan's arrival step, "
         "the previous plan shifted by the executed steps as the warm start, and a latch that "
-        "holds the goal at rest once the agent is within 0.5 of it. *Naive replanning* is "
+        "holds the goal at rest once the agent is within 0.5 of it; *open loop + goal latch* is "
+        "that latch on one open-loop plan. *Naive replanning* is "
         "what `eval.replan_every` did before the control layer: a fresh full-horizon plan "
         "whose goal sits on its last row, and no latch. Policy seconds are each episode's "
         "share of its batch's planning and acting wall time (batches of 25).",
