@@ -14,7 +14,7 @@ from planner.control.tracking import hold_actions
 from planner.data.normalize import Normalizer
 from planner.energies.terms import Layout
 from planner.envs.maze2d import get_maze_task
-from planner.planning.command import build_planner, plan_config
+from planner.planning.build import build_planner, plan_config
 from planner.planning.planner import inpainting
 from planner.planning.run import load_run
 from planner.runtime import compile_events

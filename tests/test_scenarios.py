@@ -21,7 +21,7 @@ from planner.eval.scenarios import (
     method_config,
     run_scenario,
 )
-from planner.planning.command import build_planner
+from planner.planning.build import build_planner
 from planner.planning.run import load_run
 from planner.training import train
 

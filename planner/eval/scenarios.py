@@ -60,10 +60,10 @@ from planner.envs.maze2d import (
     find_maze_task,
     normalized_score,
 )
-from planner.eval.command import evaluate
+from planner.eval.evaluate import evaluate
 from planner.eval.rollouts import Rollouts
 from planner.eval.scores import mean_and_stderr
-from planner.planning.command import build_planner
+from planner.planning.build import build_planner
 from planner.planning.planner import sampler_spec
 from planner.planning.run import TrainedRun, load_run
 

@@ -15,17 +15,10 @@ from typing import Any
 
 import jax
 import numpy as np
-import yaml
 
-from planner.config import Config, ConfigError, apply_override, config_from_dict, config_to_dict
-from planner.diffusion.denoisers import (
-    Denoiser,
-    composed_conditions,
-    overlapping_windows,
-    window_starts,
-)
-from planner.energies.base import Term
-from planner.envs.maze2d import GOAL_RADIUS, Maze2DEnv, MazeTask, find_maze_task
+from planner.config import Config, config_to_dict
+from planner.envs.maze2d import GOAL_RADIUS, Maze2DEnv, find_maze_task
+from planner.planning.build import build_planner, plan_config
 from planner.planning.maze import (
     PlanRequestError,
     check_point,
@@ -33,37 +26,12 @@ from planner.planning.maze import (
     executability_text,
     inside_walls,
     route_exists,
-    walls_term,
 )
-from planner.planning.planner import Planner, Plans, sampler_spec, terms_from_config
-from planner.planning.run import TrainedRun, load_run
+from planner.planning.planner import Planner, Plans
+from planner.planning.run import load_run
 from planner.viz.plan import plot_plan
 
 VIOLATION_TOLERANCE = 1e-3  # metres: a hard constraint "holds" within this
-
-
-def plan_config(
-    run: TrainedRun,
-    config_file: Path | None,
-    overrides: Sequence[str],
-    sections_allowed: Sequence[str] = ("plan",),
-) -> Config:
-    """The run's config with its ``plan`` section replaced by ``config_file``'s (if given) and
-    overrides of the ``sections_allowed`` applied."""
-    sections = config_to_dict(run.config)
-    if config_file is not None:
-        if not config_file.is_file():
-            raise ConfigError(f"{config_file}: config file not found")
-        raw = yaml.safe_load(config_file.read_text()) or {}
-        if not isinstance(raw, dict) or not isinstance(raw.get("plan", {}), dict):
-            raise ConfigError(f"{config_file}: needs a `plan:` mapping")
-        sections["plan"] = raw.get("plan") or {}
-    for override in overrides:
-        if override.split(".", 1)[0] not in sections_allowed:
-            allowed = ", ".join(f"{name}.*" for name in sections_allowed)
-            raise ConfigError(f"--set {override}: only {allowed} settings can change here")
-        apply_override(sections, override)
-    return config_from_dict(sections, str(config_file or run.run_dir / "config.yaml"))
 
 
 def _start_observation(config: Config, task, start: Sequence[float] | None) -> np.ndarray:
@@ -89,78 +57,6 @@ def _check_request(planner: Planner, start: np.ndarray, goal: np.ndarray, names:
                     f"the {what} {np.asarray(where).tolist()} violates {label} ({term.name}); "
                     f"move it or the constraint"
                 )
-
-
-def plan_denoiser(run: TrainedRun, config: Config, horizon: int) -> Denoiser:
-    """The run's model as ``config.plan`` composes it: attribute conditions (``require``,
-    ``exclude``) by classifier-free guidance, then overlapping windows (``window_stride``) for
-    plans longer than the training horizon. ``ValueError`` for settings the run cannot take."""
-    plan = config.plan
-    denoiser = run.denoiser_in(plan.precision)
-    if plan.require or plan.exclude:
-        denoiser = composed_conditions(
-            run.attribute_denoiser(None, plan.precision),
-            [run.attribute_denoiser(name, plan.precision) for name in plan.require],
-            [run.attribute_denoiser(name, plan.precision) for name in plan.exclude],
-            plan.attribute_guidance,
-        )
-    if plan.window_stride is not None:
-        window, stride = config.data.horizon, config.model.temporal_stride
-        window_starts(horizon, window, plan.window_stride)
-        if (window - plan.window_stride) % stride:
-            raise ValueError(
-                f"plan.window_stride must leave overlaps (H - stride = "
-                f"{window - plan.window_stride}) that are a multiple of {stride}"
-            )
-        if config.diffusion.condition_start or config.diffusion.condition_goal:
-            raise ValueError(
-                "plan.window_stride composes windows of a model trained without imposed "
-                "observations (diffusion.condition_start: false, condition_goal: false); this "
-                "run saw every window's first (and last) observation clean in training, which "
-                "the windows inside a longer plan cannot give it"
-            )
-        denoiser = overlapping_windows(denoiser, window, plan.window_stride)
-    return denoiser
-
-
-def build_planner(
-    run: TrainedRun, config: Config, task: MazeTask, step: int = 0
-) -> tuple[Planner, list[Term], list[str]]:
-    """``(planner, terms, labels)`` for ``config.plan`` on ``run`` at episode step ``step``: the
-    constraints in force then (``appears_at``) and the objectives, plus the maze walls (unless
-    ``plan.walls: off``); ``labels`` name each term's config entry."""
-    plan = config.plan
-    value_runs = {
-        spec["run"]: load_run(spec["run"])
-        for spec in plan.objectives
-        if spec.get("type") == "value"
-    }
-    try:
-        terms = terms_from_config(plan, run.layout, value_runs, step)
-    except ValueError as error:
-        raise ConfigError(str(error)) from None
-    if plan.walls != "off":
-        terms.append(walls_term(task, run.layout, guide=plan.walls == "guide"))
-    horizon = plan.horizon or config.data.horizon
-    stride = config.model.temporal_stride
-    if horizon % stride:
-        raise ConfigError(f"plan.horizon must be a multiple of {stride}; got {horizon}")
-    spec = sampler_spec(plan, config.diffusion.clip_denoised)
-    try:
-        denoiser = plan_denoiser(run, config, horizon)
-        planner = Planner(
-            denoiser, run.schedule, run.normalizer, run.layout, horizon, spec, terms, plan.select
-        )
-    except ValueError as error:
-        raise ConfigError(str(error)) from None
-    labels = [
-        f"plan.constraints[{i}]"
-        for i, spec in enumerate(plan.constraints)
-        if spec.get("appears_at", 0) <= step
-    ]
-    labels += [f"plan.objectives[{i}]" for i in range(len(plan.objectives))]
-    labels += ["plan.walls"] * (plan.walls != "off")
-    return planner, terms, labels
 
 
 def run_plan(
