@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -175,3 +178,11 @@ def test_a_start_point_draws_starts_around_it(umaze):
     env = Maze2DEnv(umaze, start=[3.0, 3.0])
     starts = np.array([env.reset(seed=seed)[0][:2] for seed in range(20)])
     assert np.all(np.abs(starts - [3.0, 3.0]) <= 0.1) and starts.std() > 0.01
+
+
+def test_importing_the_maze_module_prints_no_adroit_notice():
+    imported = subprocess.run(
+        [sys.executable, "-c", "import planner.envs.maze2d"], capture_output=True, text=True
+    )
+    assert imported.returncode == 0, imported.stderr
+    assert "AdroitHand" not in imported.stderr

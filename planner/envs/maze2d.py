@@ -12,17 +12,33 @@ differs. Everything this project exposes (datasets, configs, plots, scores) is i
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import io
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any, Literal
 
 import gymnasium as gym
-import gymnasium_robotics
 import mujoco
 import numpy as np
 
-gym.register_envs(gymnasium_robotics)
+
+def _import_gymnasium_robotics() -> ModuleType:
+    """``gymnasium_robotics`` without the notice about Adroit environments' rewards that its
+    import prints (this project uses none of them); anything else it prints passes through."""
+    printed = io.StringIO()
+    with contextlib.redirect_stderr(printed):
+        import gymnasium_robotics
+    for line in printed.getvalue().splitlines():
+        if "AdroitHand" not in line:
+            print(line, file=sys.stderr)
+    return gymnasium_robotics
+
+
+gym.register_envs(_import_gymnasium_robotics())
 
 GOAL_RADIUS = 0.5  # reward 1 per step within this distance of the goal
 CELL_NOISE = 0.1  # starts and random goals: a free cell + U(-0.1, 0.1) per axis
