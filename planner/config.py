@@ -295,6 +295,13 @@ class EvalConfig:
         "denoise from there; null = replans start from noise.",
         ge=0,
     )
+    lookahead: float | None = _field(
+        None,
+        "How plans become actions. null: Diffuser's tracking of the plan's next state in time. "
+        "A distance (environment units): pursue the point that far ahead along the plan's path "
+        "at the plan's speed, so an agent lagging its plan still turns where the plan turns.",
+        gt=0,
+    )
     batch_size: int = _field(25, "Episodes planned and simulated together.", ge=1)
 
 

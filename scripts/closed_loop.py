@@ -4,10 +4,12 @@
     python scripts/closed_loop.py --render-only        # rewrite control.md from control.json
 
 The run ``runs/maze2d-umaze-padded-cpu`` (``configs/maze2d-umaze-padded.yaml``, 7,000 steps) is
-trained if missing. Each MPC setting in ``CANDIDATES`` is scored on the selection seed (``--select-seed``,
-``--select-episodes``); the best one (mean D4RL score over single-task and Multi2D) is then
-reported on the evaluation seed beside open loop, the same setting without each of its parts
-(pinned arrival, goal latch), and naive replanning, all on the same model and episodes.
+trained if missing. Each MPC setting in ``CANDIDATES`` is scored on the selection seed
+(``--select-seed``, ``--select-episodes``); the best one (mean D4RL score over single-task and
+Multi2D) is then reported on the evaluation seed beside open loop (tracking the plan in time,
+and pursuing its path), the same setting without each of its parts (pinned arrival, goal latch)
+and with the other low-level controller, and naive replanning, all on the same model and
+episodes.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ RESULTS = Path("results")
 CONFIG = Path("configs/maze2d-umaze-padded.yaml")
 TRAINING = ["train.steps=7000", "train.checkpoint_every=1000", "train.keep_checkpoints=null"]
 MPC = ["eval.policy=mpc"]
+PURSUIT = "eval.lookahead=0.2"  # follow the plan's path, not its timing
 CANDIDATES: dict[str, list[str]] = {  # name -> eval overrides, scored on the selection seed
     "every 25, warm start 16": [*MPC, "eval.replan_every=25", "eval.warm_start_level=16"],
     "every 25, from noise": [*MPC, "eval.replan_every=25"],
@@ -38,6 +41,18 @@ CANDIDATES: dict[str, list[str]] = {  # name -> eval overrides, scored on the se
         *MPC,
         "eval.replan_deviation=0.2",
         "eval.warm_start_level=16",
+    ],
+    "every 50, warm start 16, pursuit": [
+        *MPC,
+        "eval.replan_every=50",
+        "eval.warm_start_level=16",
+        PURSUIT,
+    ],
+    "every 25, warm start 16, pursuit": [
+        *MPC,
+        "eval.replan_every=25",
+        "eval.warm_start_level=16",
+        PURSUIT,
     ],
 }
 
@@ -94,10 +109,14 @@ def report_settings(chosen: str) -> dict[str, list[str]]:
     overrides = CANDIDATES[chosen]
     every = [o for o in overrides if o.startswith(("eval.replan_every", "eval.replan_deviation"))]
     warm = [o for o in overrides if o.startswith("eval.warm_start_level")]
+    pursuing = PURSUIT in overrides
+    controller = [o for o in overrides if o != PURSUIT] if pursuing else [*overrides, PURSUIT]
     return {
         "open loop (D4RL protocol)": ["eval.policy=open_loop"],
+        "open loop, path pursuit": ["eval.policy=open_loop", PURSUIT],
         "open loop + goal latch (no replanning)": [*MPC],
         f"MPC: {chosen}": overrides,
+        f"MPC: {chosen}, {'tracking in time' if pursuing else 'path pursuit'}": controller,
         f"MPC: {chosen}, no goal latch": [*overrides, "eval.latch=false"],
         f"MPC: {chosen}, arrival not pinned": [*overrides, "eval.pin_arrival=false"],
         "naive replanning (same schedule, neither)": [*NAIVE_REPLANNING, *every, *warm],
@@ -128,8 +147,10 @@ def markdown(record: dict[str, Any]) -> str:
         "(`planner eval --policy mpc`) with the goal pinned at the previous plan's arrival step, "
         "the previous plan shifted by the executed steps as the warm start, and a latch that "
         "holds the goal at rest once the agent is within 0.5 of it; *open loop + goal latch* is "
-        "that latch on one open-loop plan. *Naive replanning* is "
-        "what `eval.replan_every` did before the control layer: a fresh full-horizon plan "
+        "that latch on one open-loop plan. *Path pursuit* (`eval.lookahead=0.2`) steers "
+        "toward the point 0.2 further along the plan's path instead of tracking the plan's "
+        "next state in time. *Naive replanning* is what `eval.replan_every` did before the "
+        "control layer: a fresh full-horizon plan "
         "whose goal sits on its last row, and no latch. Policy seconds are each episode's "
         "share of its batch's planning and acting wall time (batches of 25).",
         "",

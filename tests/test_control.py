@@ -10,7 +10,7 @@ from planner.control.policies import (
     planner_plan_fn,
     receding_horizon_policy,
 )
-from planner.control.tracking import hold_actions
+from planner.control.tracking import hold_actions, pursuit_actions, tracking_actions
 from planner.data.normalize import Normalizer
 from planner.energies.terms import Layout
 from planner.envs.maze2d import get_maze_task
@@ -165,6 +165,66 @@ def test_episodes_on_different_schedules_equal_running_them_alone():
         np.testing.assert_array_equal(batched_actions[index], alone_actions[0])
         np.testing.assert_array_equal(batched.plans[index], alone.plans[0])
         assert batched.replans[index] == alone.replans[0]
+
+
+def corner_plan(speed: float = 2.0, head_start: float = 0.5) -> np.ndarray:
+    """``[1, H, 4]`` a plan (observations only) along an L, 1 m along x then 1 m along y at
+    ``speed``, whose second row is already ``head_start`` along it (plans of trained models jump
+    like this after the imposed start): an agent following it lags from the first step."""
+    travelled = np.concatenate([[0.0], np.arange(head_start, 2.0 + 1e-9, speed * 0.01)])
+    along_x = travelled[:, None] <= 1
+    positions = np.where(
+        along_x,
+        np.stack([travelled, 0 * travelled], 1),
+        np.stack([1 + 0 * travelled, travelled - 1], 1),
+    )
+    velocities = np.where(along_x, [[speed, 0.0]], [[0.0, speed]])
+    velocities[0] = 0.0
+    return np.concatenate([positions, velocities], axis=1)[None]
+
+
+def follow(controller, steps: int = 250) -> np.ndarray:
+    """``[steps + 1, 2]`` positions of a point mass (PointMaze's 0.01 s step, about 24 m/s^2 per
+    unit of action, actions clipped to [-1, 1]) driven by ``controller(observations, step)``."""
+    observations = np.zeros((1, 4))
+    positions = [observations[0, :2].copy()]
+    for step in range(steps):
+        actions = np.clip(controller(observations, step), -1.0, 1.0)
+        observations[:, 2:] += 0.24 * actions
+        observations[:, :2] += 0.01 * observations[:, 2:]
+        positions.append(observations[0, :2].copy())
+    return np.array(positions)
+
+
+def test_pursuit_keeps_to_the_path_where_tracking_in_time_cuts_the_corner():
+    states, progress = corner_plan(), np.zeros(1, int)
+
+    def pursue(observations, step):
+        nonlocal progress
+        actions, progress = pursuit_actions(states, observations, progress, LAYOUT, 0.2)
+        return actions
+
+    tracked = follow(
+        lambda observations, step: tracking_actions(states, observations, step, LAYOUT)
+    )
+    pursued = follow(pursue)
+
+    def off_path(positions):  # distance from the L: the x axis up to 1, then the line x = 1
+        along_x = np.hypot(np.maximum(positions[:, 0] - 1, 0), positions[:, 1])
+        along_y = np.hypot(positions[:, 0] - 1, np.maximum(-positions[:, 1], 0))
+        return np.minimum(along_x, along_y)
+
+    assert off_path(tracked).max() > 0.25  # the tracker lags, then heads straight for the plan
+    assert off_path(pursued).max() < 0.1
+    assert np.linalg.norm(pursued[-1] - [1.0, 1.0]) < 0.1  # and it ends at rest at the end
+
+
+def test_pursuit_progress_never_goes_back():
+    plan = corner_plan()
+    progress = np.array([30])
+    at_start = np.zeros((1, 4))  # nearest to row 0, behind the progress
+    _, moved = pursuit_actions(plan, at_start, progress, LAYOUT, 0.2)
+    assert moved[0] == 30
 
 
 def test_planned_arrival_and_buckets():

@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from planner.control.tracking import hold_actions, tracking_actions
+from planner.control.tracking import hold_actions, pursuit_actions, tracking_actions
 from planner.energies.terms import Layout
 from planner.planning.planner import Planner, shift_plan
 
@@ -91,7 +91,8 @@ class PolicyState:
     ``episodes`` [B] ids; ``goals`` [B, P]; ``plans`` [B, H, D] the current plans (environment
     units); ``step`` [B] steps taken; ``plan_began`` [B] the episode step of each plan's first
     row; ``arrival`` [B] the episode step at which the plan reaches the goal; ``reached`` [B] the
-    latch; ``replans`` [B] plans made after the first; ``feasible`` [B] whether a route exists.
+    latch; ``replans`` [B] plans made after the first; ``feasible`` [B] whether a route exists;
+    ``progress`` [B] the plan row reached along the path (pursuit only).
     """
 
     episodes: np.ndarray
@@ -103,6 +104,7 @@ class PolicyState:
     reached: np.ndarray
     replans: np.ndarray
     feasible: np.ndarray
+    progress: np.ndarray
 
     def replace(self, **changes: Any) -> PolicyState:
         return dataclasses.replace(self, **changes)
@@ -137,10 +139,16 @@ RouteCheck = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 def receding_horizon_policy(
-    plan_fn: PlanFn, layout: Layout, rule: ReplanRule, route_exists: RouteCheck | None = None
+    plan_fn: PlanFn,
+    layout: Layout,
+    rule: ReplanRule,
+    route_exists: RouteCheck | None = None,
+    lookahead: float | None = None,
 ) -> Policy:
-    """A :class:`Policy` planning with ``plan_fn`` and tracking its plans under ``rule``;
-    ``route_exists(observations [B, O], goals [B, P]) -> [B] bool`` marks infeasible episodes."""
+    """A :class:`Policy` planning with ``plan_fn`` and following its plans under ``rule``;
+    ``route_exists(observations [B, O], goals [B, P]) -> [B] bool`` marks infeasible episodes.
+    Plans are tracked in time (:func:`tracking_actions`), or with a ``lookahead`` distance
+    pursued along their path (:func:`pursuit_actions`)."""
 
     def init(episodes, observations, goals):
         batch = len(episodes)
@@ -152,7 +160,7 @@ def receding_horizon_policy(
             feasible = np.asarray(route_exists(observations, goals), bool)
         return PolicyState(
             np.asarray(episodes), np.asarray(goals), np.asarray(plans), zeros, zeros.copy(),
-            arrival, np.zeros(batch, bool), zeros.copy(), feasible,
+            arrival, np.zeros(batch, bool), zeros.copy(), feasible, zeros.copy(),
         )  # fmt: skip
 
     def latched(state: PolicyState, observations: np.ndarray) -> np.ndarray:
@@ -187,20 +195,27 @@ def receding_horizon_policy(
         arrived = planned_arrival(new, goals, layout, rule.arrival_tolerance)
         plans, plan_began = state.plans.copy(), state.plan_began.copy()
         arrival_step, replans = state.arrival.copy(), state.replans.copy()
+        progress = state.progress.copy()
         plans[which], plan_began[which] = new, state.step[which]
         arrival_step[which] = state.step[which] + arrived
         replans[which] += 1
+        progress[which] = 0
         return state.replace(
-            plans=plans, plan_began=plan_began, arrival=arrival_step, replans=replans
-        )
+            plans=plans, plan_began=plan_began, arrival=arrival_step, replans=replans,
+            progress=progress,
+        )  # fmt: skip
 
     def act(state, observations):
         reached = latched(state, observations)
         replanning = due(state, observations, reached)
         if replanning.any():
             state = replan(state, observations, np.flatnonzero(replanning))
-        states = state.plans[..., layout.action_dim :]
-        tracking = tracking_actions(states, observations, state.step - state.plan_began, layout)
+        states, progress = state.plans[..., layout.action_dim :], state.progress
+        if lookahead is None:
+            index = state.step - state.plan_began
+            tracking = tracking_actions(states, observations, index, layout)
+        else:
+            tracking, progress = pursuit_actions(states, observations, progress, layout, lookahead)
         holding = hold_actions(state.goals, observations, layout)
         starts = state.plans[:, 0, list(layout.position_columns)]  # the imposed start
         stopping = hold_actions(starts, observations, layout)
@@ -208,7 +223,8 @@ def receding_horizon_policy(
             ~state.feasible[:, None], stopping, np.where(reached[:, None], holding, tracking)
         )
         info = {"replanned": replanning, "reached": reached}
-        return actions, state.replace(step=state.step + 1, reached=reached), info
+        state = state.replace(step=state.step + 1, reached=reached, progress=progress)
+        return actions, state, info
 
     return Policy(init, act)
 

@@ -1,8 +1,12 @@
 """Low-level controllers: turn a plan (or a point to hold) into actions for a batch of episodes.
 
 Diffuser's tracking controller ``action = (p[t+1] - pos) + (v[t+1] - vel)`` follows a plan's next
-state; the hold controller ``action = (goal - pos) - vel`` brings the agent to a point at rest. Both
-act on the observation's position and velocity dimensions named by a :class:`Layout`.
+state in time: an agent that lags its plan is pulled straight toward where the plan is now, across
+whatever the plan went around. The pursuit controller follows the plan's *path* instead: it heads
+for the point a look-ahead distance further along the path from where the agent is, at the
+plan's speed, so a lagging agent still turns where the plan turns. The hold controller
+``action = (goal - pos) - vel`` brings the agent to a point at rest. All act on the observation's
+position and velocity dimensions named by a :class:`Layout`.
 """
 
 from __future__ import annotations
@@ -31,3 +35,39 @@ def hold_actions(points: np.ndarray, observations: np.ndarray, layout: Layout) -
     """``[B, A]`` actions bringing ``observations`` [B, O] to rest at ``points`` [B, P]."""
     position, velocity = list(layout.position), list(layout.velocity)
     return points - observations[:, position] - observations[:, velocity]
+
+
+def pursuit_actions(
+    states: np.ndarray,
+    observations: np.ndarray,
+    progress: np.ndarray,
+    layout: Layout,
+    lookahead: float,
+    window: int = 32,
+    min_speed: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``([B, A] actions, [B] progress)`` pursuing the paths of plans ``states`` [B, H, O]
+    (observations only) from ``observations`` [B, O].
+
+    ``progress`` [B] is the plan row each agent has reached along its path; it advances to the
+    nearest row among the next ``window`` and never goes back. The target is the first row after
+    it at least ``lookahead`` away; the action steers toward it at the plan's speed there (at
+    least ``min_speed``), ``action = v* - vel``. Within ``lookahead`` of the path's end the agent
+    is brought to rest at its last position."""
+    batch, horizon = states.shape[:2]
+    position, velocity = list(layout.position), list(layout.velocity)
+    path, here = states[..., position], observations[:, position]
+    distance = np.linalg.norm(path - here[:, None], axis=-1)  # [B, H]
+    rows = np.arange(horizon)
+    reachable = (rows >= progress[:, None]) & (rows <= progress[:, None] + window)
+    progress = np.maximum(progress, np.argmin(np.where(reachable, distance, np.inf), axis=1))
+    beyond = (rows > progress[:, None]) & (distance >= lookahead)
+    ending = ~beyond.any(axis=1)
+    target = np.where(ending, horizon - 1, np.argmax(beyond, axis=1))
+    episodes = np.arange(batch)
+    offset = path[episodes, target] - here
+    direction = offset / np.maximum(np.linalg.norm(offset, axis=1, keepdims=True), 1e-6)
+    planned_speed = np.linalg.norm(states[episodes, target][:, velocity], axis=1, keepdims=True)
+    steering = np.maximum(planned_speed, min_speed) * direction - observations[:, velocity]
+    resting = hold_actions(path[:, -1], observations, layout)
+    return np.where(ending[:, None], resting, steering), progress

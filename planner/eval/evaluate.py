@@ -53,7 +53,7 @@ def make_policy(run: TrainedRun, config: Config, task: MazeTask) -> Policy:
         ])  # fmt: skip
 
     rule = replan_rule(settings, appearances)
-    return receding_horizon_policy(plan_fn, run.layout, rule, routes)
+    return receding_horizon_policy(plan_fn, run.layout, rule, routes, settings.lookahead)
 
 
 def evaluate(
