@@ -33,15 +33,10 @@ TRAINING = ["train.steps=7000", "train.checkpoint_every=1000", "train.keep_check
 MPC = ["eval.policy=mpc"]
 PURSUIT = "eval.lookahead=0.2"  # follow the plan's path, not its timing
 CANDIDATES: dict[str, list[str]] = {  # name -> eval overrides, scored on the selection seed
-    "every 25, warm start 16": [*MPC, "eval.replan_every=25", "eval.warm_start_level=16"],
-    "every 25, from noise": [*MPC, "eval.replan_every=25"],
-    "every 10, warm start 8": [*MPC, "eval.replan_every=10", "eval.warm_start_level=8"],
+    # (replanning from noise, every 10 steps and on deviation lost to these on commit 999fe4a:
+    # results/logs/closed-loop-999fe4a.log)
     "every 50, warm start 16": [*MPC, "eval.replan_every=50", "eval.warm_start_level=16"],
-    "deviation 0.2, warm start 16": [
-        *MPC,
-        "eval.replan_deviation=0.2",
-        "eval.warm_start_level=16",
-    ],
+    "every 25, warm start 16": [*MPC, "eval.replan_every=25", "eval.warm_start_level=16"],
     "every 50, warm start 16, pursuit": [
         *MPC,
         "eval.replan_every=50",
