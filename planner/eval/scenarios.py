@@ -496,12 +496,17 @@ def markdown_section(record: Mapping[str, Any], notes: str = "") -> str:
     runs = dict.fromkeys(
         f"`{row['run']}` (step {row['checkpoint_step']:,})" for row in record["rows"]
     )
+    chosen = any(row["selection"] for row in record["rows"])
+    choices = (
+        f"choices decided on seed {selection['seed']} with {selection['episodes']} episodes; "
+        if chosen
+        else ""
+    )
     lines = [
         f"## {record['title']}",
         "",
         f"`{record['config']}`; {record['episodes']} episodes per row (evaluation and plan seed "
-        f"{record['seed']}); choices decided on seed {selection['seed']} with "
-        f"{selection['episodes']} episodes; device {record['device']}; runs {', '.join(runs)}. "
+        f"{record['seed']}); {choices}device {record['device']}; runs {', '.join(runs)}. "
         f"Start {record['start'] or 'a random free cell'} ± 0.1.",
         "",
     ]
