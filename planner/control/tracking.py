@@ -60,7 +60,7 @@ def pursuit_actions(
     distance = np.linalg.norm(path - here[:, None], axis=-1)  # [B, H]
     rows = np.arange(horizon)
     reachable = (rows >= progress[:, None]) & (rows <= progress[:, None] + window)
-    progress = np.maximum(progress, np.argmin(np.where(reachable, distance, np.inf), axis=1))
+    progress = np.argmin(np.where(reachable, distance, np.inf), axis=1)  # never behind
     beyond = (rows > progress[:, None]) & (distance >= lookahead)
     ending = ~beyond.any(axis=1)
     target = np.where(ending, horizon - 1, np.argmax(beyond, axis=1))
