@@ -75,11 +75,23 @@ class DataConfig:
         "Episode boundaries: the file's timeouts/terminals flags, or (Maze2D, as Diffuser) "
         "the steps where the agent leaves the evaluation goal.",
     )
-    horizon: int = _field(128, "Window length H in environment steps.", ge=1)
+    horizon: int = _field(128, "Window length H in rows (environment steps when jump is 1).", ge=1)
+    jump: int = _field(
+        1,
+        "Environment steps between consecutive rows. Above 1 the model is a jumpy (high-level) "
+        "planner: its H rows are subgoals spanning (H - 1) * jump + 1 steps, executed along "
+        "their linear interpolation.",
+        ge=1,
+    )
     padding: bool = _field(
         False,
         "Allow windows that run past an episode's end (the last observation is repeated with "
-        "zero action); if false, episodes shorter than H are skipped.",
+        "zero action); if false, episodes shorter than the window's span are skipped.",
+    )
+    rest_dims: tuple[int, ...] = _field(
+        (),
+        "Observation dimensions set to zero on padded rows: the velocities, so the agent is at "
+        "rest past its episode's end (Maze2D: [2, 3]).",
     )
     normalizer: Literal["limits", "gaussian"] = _field(
         "limits", "Per-dimension normalization: limits to [-1, 1], or zero mean and unit variance."

@@ -122,6 +122,8 @@ def load_windows(
         episodes or load_episodes(data),
         data.horizon,
         padding=data.padding,
+        jump=data.jump,
+        rest_dims=data.rest_dims,
         normalizer_kind=data.normalizer,
         normalizer=normalizer,
         discount=data.discount,

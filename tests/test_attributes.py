@@ -76,7 +76,8 @@ def test_drawn_attributes_are_ones_the_window_has_or_none():
     dataset = WindowDataset(
         transitions=jnp.zeros((1, 1)), window_starts=jnp.zeros(len(labels), jnp.int32),
         window_last=jnp.zeros(len(labels), jnp.int32), returns_to_go=jnp.zeros(1),
-        padding_action=jnp.zeros(0), normalizer=Normalizer(jnp.zeros(1), jnp.ones(1)),
+        padding_row=jnp.zeros(1), padding_rest=jnp.zeros(1, bool),
+        normalizer=Normalizer(jnp.zeros(1), jnp.ones(1)),
         labels=jnp.asarray(labels), horizon=1, action_dim=0, unconditional_probability=0.25,
     )  # fmt: skip
     ids = jnp.arange(len(labels))

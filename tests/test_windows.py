@@ -1,4 +1,5 @@
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -7,6 +8,7 @@ from planner.data.normalize import fit_normalizer
 from planner.data.windows import (
     discounted_returns,
     gather_windows,
+    interpolate_rows,
     make_window_dataset,
     sample_windows,
     window_indices,
@@ -140,3 +142,50 @@ def test_sampling_traces_once(episodes):
     for seed in range(3):
         sample(dataset, jax.random.key(seed))
     assert len(traces) == 1
+
+
+def test_jumpy_windows_keep_every_kth_step_and_span_accordingly(episodes):
+    horizon, jump = 8, 5
+    dataset = make_window_dataset(episodes, horizon=horizon, jump=jump)
+    span = (horizon - 1) * jump + 1
+    assert dataset.span == span
+    starts, lasts = np.asarray(dataset.window_starts), np.asarray(dataset.window_last)
+    assert np.all(starts + span - 1 <= lasts)  # unpadded: the whole span inside the episode
+    expected = np.maximum(episodes.episode_lengths - span + 1, 0).sum()
+    assert len(starts) == expected
+    ids = np.array([0, dataset.n_windows // 2, dataset.n_windows - 1])
+    batch = gather_windows(dataset, ids)
+    steps = steps_of(episodes)
+    for row, window in enumerate(ids):
+        start = int(starts[window])
+        recovered = dataset.normalizer.unnormalize(np.asarray(batch.trajectories[row]))
+        np.testing.assert_allclose(recovered, steps[start : start + span : jump], atol=1e-5)
+
+
+def test_jumpy_padding_rests_past_the_end(episodes):
+    horizon, jump = 8, 10
+    dataset = make_window_dataset(episodes, horizon, padding=True, jump=jump, rest_dims=(2, 3))
+    lengths = episodes.episode_lengths
+    short = int(np.flatnonzero((lengths > 2 * jump) & (lengths < (horizon - 1) * jump))[0])
+    first, last = episodes.boundaries[short], episodes.boundaries[short + 1] - 1
+    window = int(np.flatnonzero(np.asarray(dataset.window_starts) == first)[0])
+    rows = dataset.normalizer.unnormalize(
+        np.asarray(gather_windows(dataset, np.array([window])).trajectories[0])
+    )
+    real = (last - first) // jump + 1  # rows on real steps
+    np.testing.assert_allclose(rows[:real], steps_of(episodes)[first : last + 1 : jump], atol=1e-5)
+    np.testing.assert_allclose(rows[real:, :2], 0.0, atol=1e-6)  # zero action
+    np.testing.assert_allclose(
+        rows[real:, 2:4], np.broadcast_to(episodes.observations[last, :2], (horizon - real, 2)),
+        atol=1e-5,
+    )  # fmt: skip
+    np.testing.assert_allclose(rows[real:, 4:], 0.0, atol=1e-6)  # at rest
+
+
+def test_interpolated_rows_pass_through_the_rows_linearly():
+    rows = jnp.asarray(np.random.default_rng(0).normal(size=(2, 5, 3)), jnp.float32)
+    steps = interpolate_rows(rows, 4)
+    assert steps.shape == (2, 17, 3)
+    np.testing.assert_allclose(steps[:, ::4], rows, atol=1e-6)
+    np.testing.assert_allclose(steps[:, 2], (rows[:, 0] + rows[:, 1]) / 2, atol=1e-6)
+    assert interpolate_rows(rows, 1) is rows

@@ -9,9 +9,15 @@ Attribute-conditioned models (``data.attributes``) also get one attribute per wi
 the attributes the window has, drawn uniformly, or none (index ``K``) with the configured
 probability or when it has none (``planner.data.attributes``).
 
+Jumpy windows (``jump = k > 1``, a high-level model's data) keep every ``k``-th step: row ``i`` is
+step ``start + i k``, so ``H`` rows span ``(H - 1) k + 1`` environment steps. The normalizer and
+the ``[A + O]`` row layout are those of ``k = 1``; :func:`interpolate_rows` turns such rows back
+into one row per step.
+
 Padding policy: with ``padding=False`` a window lies entirely inside one episode, so episodes
-shorter than ``H`` contribute no window. With ``padding=True`` a window may start at any step, and
-steps past the episode's end repeat its last observation with a zero action ("stay put").
+shorter than its span contribute no window. With ``padding=True`` a window may start at any step,
+and steps past the episode's end repeat its last observation with a zero action ("stay put"),
+with the ``rest_dims`` of the observation (velocities) set to zero: at rest.
 """
 
 from __future__ import annotations
@@ -36,7 +42,8 @@ class WindowDataset:
     ``transitions`` [N, A + O] normalized steps; ``window_starts`` [M] int32 flat index of each
     window's first step; ``window_last`` [M] int32 flat index of the last step of its episode;
     ``returns_to_go`` [N] float32 discounted return from each step to its episode's end;
-    ``padding_action`` [A] the normalized zero action; ``labels`` [M, K] bool the windows'
+    ``padding_row`` [A + O] the normalized all-zero row; ``padding_rest`` [A + O] bool the
+    columns taken from it on padded rows (the action and the rest dims); ``labels`` [M, K] bool the windows'
     attributes (``K = 0`` for unconditioned models); ``unconditional_probability`` how often a
     window is shown without its attribute.
     """
@@ -45,16 +52,23 @@ class WindowDataset:
     window_starts: jax.Array
     window_last: jax.Array
     returns_to_go: jax.Array
-    padding_action: jax.Array
+    padding_row: jax.Array
+    padding_rest: jax.Array
     normalizer: Normalizer
     labels: jax.Array
     horizon: int = struct.field(pytree_node=False)
     action_dim: int = struct.field(pytree_node=False)
+    jump: int = struct.field(pytree_node=False, default=1)
     unconditional_probability: float = struct.field(pytree_node=False, default=0.25)
 
     @property
     def n_windows(self) -> int:
         return int(self.window_starts.shape[0])
+
+    @property
+    def span(self) -> int:
+        """Environment steps from a window's first row to its last, inclusive."""
+        return window_span(self.horizon, self.jump)
 
 
 @struct.dataclass
@@ -70,13 +84,31 @@ class WindowBatch:
     attribute: jax.Array
 
 
+def window_span(horizon: int, jump: int = 1) -> int:
+    """Environment steps covered by ``horizon`` rows ``jump`` steps apart: ``(H - 1) k + 1``."""
+    return (horizon - 1) * jump + 1
+
+
+def interpolate_rows(rows: jax.Array, jump: int) -> jax.Array:
+    """``[..., H, D]`` rows ``jump`` steps apart -> ``[..., (H - 1) jump + 1, D]`` one per step,
+    linear between consecutive rows (the rows themselves kept); identity for ``jump == 1``."""
+    if jump == 1:
+        return rows
+    fraction = jnp.arange(jump, dtype=rows.dtype)[:, None] / jump  # [k, 1]
+    before, after = rows[..., :-1, None, :], rows[..., 1:, None, :]  # [..., H - 1, 1, D]
+    between = before + fraction * (after - before)  # [..., H - 1, k, D]
+    flat = between.reshape(*rows.shape[:-2], -1, rows.shape[-1])
+    return jnp.concatenate([flat, rows[..., -1:, :]], axis=-2)
+
+
 def window_indices(
-    boundaries: np.ndarray, horizon: int, padding: bool
+    boundaries: np.ndarray, span: int, padding: bool
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(starts [M], lasts [M])``: every valid window's first step and its episode's last step."""
+    """``(starts [M], lasts [M])``: every valid window's first step and its episode's last step,
+    for windows covering ``span`` steps."""
     starts, lasts = [], []
     for begin, end in itertools.pairwise(boundaries):
-        stop = end if padding else end - horizon + 1
+        stop = end if padding else end - span + 1
         if stop > begin:
             starts.append(np.arange(begin, stop))
             lasts.append(np.full(stop - begin, end - 1))
@@ -108,6 +140,8 @@ def make_window_dataset(
     horizon: int,
     *,
     padding: bool = False,
+    jump: int = 1,
+    rest_dims: Sequence[int] = (),
     normalizer_kind: str = "limits",
     normalizer: Normalizer | None = None,
     discount: float = 0.99,
@@ -118,15 +152,17 @@ def make_window_dataset(
     """Everything :func:`sample_windows` needs, moved to the default device once.
 
     The normalizer is fitted on all steps unless one is given (e.g. from a checkpoint).
-    ``termination_penalty`` is added to the reward of terminal steps before discounting.
+    ``jump``: steps between rows (see the module docstring). ``rest_dims``: observation
+    dimensions set to zero on padded rows. ``termination_penalty`` is added to the reward of terminal steps before discounting.
     ``attributes`` label every window (over the first observation dimensions, the positions).
     """
-    starts, lasts = window_indices(episodes.boundaries, horizon, padding)
+    span = window_span(horizon, jump)
+    starts, lasts = window_indices(episodes.boundaries, span, padding)
     if len(starts) == 0:
         longest = int(episodes.episode_lengths.max())
         raise DatasetError(
-            f"{episodes.name}: no episode has {horizon} steps (the longest has {longest}); "
-            f"lower data.horizon or set data.padding: true"
+            f"{episodes.name}: no episode has {span} steps (the longest has {longest}); "
+            f"lower data.horizon (or data.jump) or set data.padding: true"
         )
     steps = np.concatenate([episodes.actions, episodes.observations], axis=1)
     normalizer = normalizer or fit_normalizer(steps, normalizer_kind)
@@ -135,17 +171,23 @@ def make_window_dataset(
     episode_ends = np.zeros(episodes.n_steps, bool)
     episode_ends[episodes.boundaries[1:] - 1] = True
     dims = len(attributes[0].low) if attributes else 0
-    labels = window_labels(episodes.observations[:, :dims], starts, lasts, horizon, attributes)
+    labels = window_labels(episodes.observations[:, :dims], starts, lasts, span, attributes)
+    padding_row = normalizer.normalize(np.zeros(steps.shape[1]))
+    rest = np.zeros(steps.shape[1], bool)
+    rest[:action_dim] = True
+    rest[[action_dim + dim for dim in rest_dims]] = True
     return WindowDataset(
         transitions=jnp.asarray(normalizer.normalize(steps), jnp.float32),
         window_starts=jnp.asarray(starts),
         window_last=jnp.asarray(lasts),
         returns_to_go=jnp.asarray(discounted_returns(rewards, episode_ends, discount)),
-        padding_action=jnp.asarray(normalizer.normalize(np.zeros(steps.shape[1]))[:action_dim]),
+        padding_row=jnp.asarray(padding_row, jnp.float32),
+        padding_rest=jnp.asarray(rest),
         normalizer=normalizer,
         labels=jnp.asarray(labels),
         horizon=horizon,
         action_dim=action_dim,
+        jump=jump,
         unconditional_probability=unconditional_probability,
     )
 
@@ -157,13 +199,11 @@ def gather_windows(
     ``key`` draws their attributes (none without a key)."""
     first = dataset.window_starts[window_ids]
     last = dataset.window_last[window_ids]
-    steps = first[:, None] + jnp.arange(dataset.horizon)[None, :]  # [B, H]
+    steps = first[:, None] + dataset.jump * jnp.arange(dataset.horizon)[None, :]  # [B, H]
     past_end = steps > last[:, None]
     trajectories = dataset.transitions[jnp.minimum(steps, last[:, None])]  # [B, H, A + O]
-    actions = jnp.where(
-        past_end[..., None], dataset.padding_action, trajectories[..., : dataset.action_dim]
-    )
-    trajectories = jnp.concatenate([actions, trajectories[..., dataset.action_dim :]], axis=-1)
+    at_rest = past_end[..., None] & dataset.padding_rest
+    trajectories = jnp.where(at_rest, dataset.padding_row, trajectories)
     observations = trajectories[..., dataset.action_dim :]
     return WindowBatch(
         trajectories=trajectories,

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from planner.data.normalize import Normalizer
+from planner.data.windows import interpolate_rows
 
 EnergyFn = Callable[..., jax.Array]
 
@@ -40,6 +41,9 @@ class Term(struct.PyTreeNode):
     value guidance); ``denoised`` guides the model's clean estimate ``x̂0`` after it, which keeps
     geometric terms meaningful at high noise. ``hard``: a constraint whose violation is reported.
     ``violation(trajectory [H, C], data) -> scalar``, zero when the constraint holds.
+    ``jump``: the trajectories' rows are this many steps apart (a jumpy model's subgoals); the
+    term reads their linear interpolation, one row per step, so a constraint holds between rows
+    too.
     """
 
     data: Any
@@ -53,10 +57,13 @@ class Term(struct.PyTreeNode):
     scale_grad_by_std: bool = struct.field(pytree_node=False, default=False)
     on: Literal["noisy", "denoised"] = struct.field(pytree_node=False, default="denoised")
     violation: EnergyFn | None = struct.field(pytree_node=False, default=None)
+    jump: int = struct.field(pytree_node=False, default=1)
 
     def select(self, trajectory: jax.Array) -> jax.Array:
-        """The columns ``[H, C]`` this term reads from a trajectory ``[H, D]``."""
-        return trajectory if self.columns is None else trajectory[:, self.columns]
+        """The columns ``[S, C]`` this term reads from a trajectory ``[H, D]`` (``S`` steps:
+        ``H`` unless ``jump > 1``)."""
+        steps = interpolate_rows(trajectory, self.jump)
+        return steps if self.columns is None else steps[:, self.columns]
 
     def energy(self, trajectory: jax.Array, t: jax.Array) -> jax.Array:
         """The unweighted energy of one trajectory ``[H, D]`` in environment units."""

@@ -85,6 +85,11 @@ def build_planner(
     constraints in force then (``appears_at``) and the objectives, plus the maze walls (unless
     ``plan.walls: off``); ``labels`` name each term's config entry."""
     plan = config.plan
+    if config.data.jump > 1 and any(spec.get("type") == "value" for spec in plan.objectives):
+        raise ConfigError(
+            "a value objective scores windows of consecutive steps; this run's model plans "
+            f"subgoals {config.data.jump} steps apart (data.jump)"
+        )
     value_runs = {
         spec["run"]: load_run(spec["run"])
         for spec in plan.objectives
@@ -104,7 +109,8 @@ def build_planner(
     try:
         denoiser = plan_denoiser(run, config, horizon)
         planner = Planner(
-            denoiser, run.schedule, run.normalizer, run.layout, horizon, spec, terms, plan.select
+            denoiser, run.schedule, run.normalizer, run.layout, horizon, spec, terms, plan.select,
+            jump=config.data.jump,
         )
     except ValueError as error:
         raise ConfigError(str(error)) from None

@@ -5,6 +5,11 @@ queries in one jitted call (query ``q`` from its own key, so its plans do not de
 queries), scores every candidate with every term, and picks the best per query
 (lowest total energy, or highest value). All arrays in and out are in environment units.
 
+A jumpy model (``jump = k > 1``, trained on rows ``k`` steps apart) samples ``H`` subgoal rows; the
+planner returns their linear interpolation, one row per environment step (``(H - 1) k + 1``), and
+takes steps (waypoints, ``goal_from``, warm starts) in environment steps too. Energy terms read the
+interpolation during sampling, so a constraint holds on the segments between subgoals as well.
+
 With several devices the ``Q × N`` samples are split over a one-axis mesh (``planner.runtime``),
 the networks replicated; a sample draws only from its own key, so the plans equal those of one
 device. A batch that the device count does not divide runs replicated instead.
@@ -23,6 +28,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from planner.config import PlanConfig
 from planner.data.normalize import Normalizer
+from planner.data.windows import interpolate_rows
 from planner.diffusion.conditioning import endpoint_conditions
 from planner.diffusion.denoisers import Denoiser
 from planner.diffusion.samplers import SamplerSpec, sample, validate_spec
@@ -47,7 +53,8 @@ class Plans:
 
     ``trajectories`` [Q, N, H, D]; ``energies`` [Q, N, K] unweighted per term (``term_names``);
     ``total`` [Q, N] weighted sum; ``violations`` [Q, N, C] per hard term (``hard_names``), 0 where
-    it holds; ``best`` [Q] the chosen candidate; ``acceptance`` [Q, N] corrector acceptance.
+    it holds; ``best`` [Q] the chosen candidate; ``acceptance`` [Q, N] corrector acceptance;
+    ``jump`` the steps between the model's rows (``trajectories[..., ::jump, :]`` are its rows).
     """
 
     trajectories: np.ndarray
@@ -58,11 +65,17 @@ class Plans:
     acceptance: np.ndarray
     term_names: tuple[str, ...]
     hard_names: tuple[str, ...]
+    jump: int = 1
 
     @property
     def chosen(self) -> np.ndarray:
         """``[Q, H, D]`` the selected plan of each query."""
         return self.trajectories[np.arange(len(self.best)), self.best]
+
+    @property
+    def knots(self) -> np.ndarray:
+        """``[Q, N, H, D]`` the rows the model sampled (every step when ``jump`` is 1)."""
+        return self.trajectories[..., :: self.jump, :]
 
 
 def sampler_spec(plan: PlanConfig, clip_denoised: bool) -> SamplerSpec:
@@ -166,6 +179,7 @@ class Planner:
         terms: Sequence[Term] = (),
         select: str = "energy",
         mesh: Mesh | None = None,
+        jump: int = 1,
     ):
         validate_spec(spec, denoiser)
         if select not in ("energy", "value"):
@@ -185,14 +199,30 @@ class Planner:
         self.horizon = horizon
         self.spec = spec
         self.terms = tuple(terms)
+        self.row_terms = tuple(term.replace(jump=jump) for term in self.terms)
         self.select = select
+        self.jump = jump
+
+    @property
+    def steps(self) -> int:
+        """Environment steps of a plan: ``(H - 1) * jump + 1``."""
+        return (self.horizon - 1) * self.jump + 1
+
+    def row_of(self, step: int) -> int:
+        """The model row at environment step ``step`` (negative: from the end; a multiple of
+        ``jump``)."""
+        if not -self.steps <= step < self.steps:
+            raise ValueError(f"waypoint step {step} is outside the plan's {self.steps} steps")
+        if step % self.steps % self.jump:
+            raise ValueError(f"waypoint step {step} is not on a subgoal row (every {self.jump})")
+        return step % self.steps // self.jump
 
     def warm_started(self, level: int) -> Planner:
         """The same planner re-noising a previous plan to ``level`` instead of starting from
         noise (pass the previous plan as ``warm_start``)."""
         return Planner(
             self.denoiser, self.schedule, self.normalizer, self.layout, self.horizon,
-            self.spec.replace(start_level=level), self.terms, self.select, self.mesh,
+            self.spec.replace(start_level=level), self.terms, self.select, self.mesh, self.jump,
         )  # fmt: skip
 
     def _placed(self, keys, mask, values, initial):
@@ -219,11 +249,15 @@ class Planner:
         goal_from: np.ndarray | None = None,
     ) -> Plans:
         """Plans for ``Q`` queries: ``key`` one key or ``[Q]`` keys (one per query), ``start``
-        [Q, O], ``goal`` [Q, P] or None, ``warm_start`` [Q, H, D] a previous plan (already
-        shifted) when ``spec.start_level`` is set, ``goal_from`` [Q] the row from which each
-        query's goal position is imposed (see :func:`inpainting`)."""
+        [Q, O], ``goal`` [Q, P] or None, ``warm_start`` [Q, S, D] a previous plan (already
+        shifted) when ``spec.start_level`` is set, ``goal_from`` [Q] the step from which each
+        query's goal position is imposed (see :func:`inpainting`). Steps count environment
+        steps (``S = self.steps``); a jumpy planner rounds ``goal_from`` up to its next row."""
+        rows = [(self.row_of(int(step)), point) for step, point in waypoints]
+        if goal_from is not None:
+            goal_from = -(-np.asarray(goal_from) // self.jump)
         mask, values = inpainting(
-            self.layout, self.horizon, self.normalizer, start, goal, waypoints, goal_from
+            self.layout, self.horizon, self.normalizer, start, goal, rows, goal_from
         )
         queries = values.shape[0]
         query_keys = jax.random.split(key, queries) if key.shape == () else key
@@ -235,14 +269,15 @@ class Planner:
             mask = jnp.repeat(mask, n_candidates, axis=0)
         initial = None
         if warm_start is not None:
-            normalized = self.normalizer.normalize(jnp.asarray(warm_start, jnp.float32))
+            knots = np.asarray(warm_start, np.float32)[:, :: self.jump]
+            normalized = self.normalizer.normalize(jnp.asarray(knots))
             initial = jnp.repeat(normalized, n_candidates, axis=0)
         keys, mask, values, initial = self._placed(keys, mask, values, initial)
         result = sample(
-            keys, self.spec, self.schedule, self.denoiser, self.terms, self.normalizer,
+            keys, self.spec, self.schedule, self.denoiser, self.row_terms, self.normalizer,
             mask, values, initial,
         )  # fmt: skip
-        trajectories = self.normalizer.unnormalize(result.trajectories)
+        trajectories = interpolate_rows(self.normalizer.unnormalize(result.trajectories), self.jump)
         energies, total, violated = map(np.asarray, _score(self.terms, trajectories))
         names = tuple(term.name for term in self.terms)
         ranking = energies[:, names.index("value")] if self.select == "value" else total
@@ -259,6 +294,7 @@ class Planner:
             acceptance=per_query(np.asarray(result.acceptance)),
             term_names=names,
             hard_names=tuple(term.name for term in hard_terms(self.terms)),
+            jump=self.jump,
         )
 
 
