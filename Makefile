@@ -18,7 +18,7 @@ setup: $(STAMP)  ## create .venv and install planner with its dev tools
 demo: setup  ## the whole pipeline on U-Maze in about 10 minutes of CPU: data, train, plan, eval
 	$(BIN)/planner data generate maze2d-umaze-v1
 	$(BIN)/planner data info maze2d-umaze-v1
-	$(BIN)/planner train --config configs/maze2d-umaze.yaml --run-dir runs/demo \
+	$(BIN)/planner train --config configs/maze2d-umaze-jumpy.yaml --run-dir runs/demo \
 		--set train.steps=1500 --set train.checkpoint_every=500
 	$(BIN)/planner plan --run runs/demo --config configs/plans/umaze-obstacle.yaml
 	$(BIN)/planner eval --run runs/demo --episodes 10 --batch-size 10

@@ -1,13 +1,17 @@
 """Reproduce the published tables: Maze2D/Multi2D (results/maze2d.md) and the test-time
 composition scenarios (results/composition.md).
 
-    python scripts/reproduce.py --suite maze2d                 # CPU budget, all three mazes
-    python scripts/reproduce.py --suite maze2d --budget paper  # Diffuser's settings (a GPU)
+    python scripts/reproduce.py --suite maze2d                 # CPU budget, all mazes, both models
+    python scripts/reproduce.py --suite maze2d --budget paper  # paper-scale steps (a GPU)
+    python scripts/reproduce.py --suite maze2d --models jumpy --tasks umaze   # one maze, one model
     python scripts/reproduce.py --suite maze2d --tasks umaze --knobs   # + the speed-knob table
     python scripts/reproduce.py --suite compose                # every configs/compose/*.yaml
     python scripts/reproduce.py --suite compose --scenarios obstacles-umaze
 
-Maze2D, for each task: the dataset is regenerated if missing, the run ``runs/<task>-<budget>`` is trained
+Maze2D, for each task and model (``flat``: Diffuser's one-level model, ``configs/maze2d-<task>.yaml``,
+evaluated open loop as in the D4RL protocol; ``jumpy``: the hierarchical planner,
+``configs/maze2d-<task>-jumpy.yaml``, evaluated with its config's closed-loop policy): the dataset
+is regenerated if missing, the run ``runs/maze2d-<task>[-jumpy]-<budget>`` is trained
 (or reused when its latest checkpoint already reached the budget's steps; an unfinished run
 resumes), every kept checkpoint is scored on single-task episodes (score against training steps)
 and the last one on single-task and Multi2D episodes. ``results/maze2d.{md,json}`` collect every
@@ -40,6 +44,7 @@ import matplotlib.pyplot as plt
 
 from planner.checkpoints import checkpoint_manager
 from planner.config import load_config
+from planner.data.sources import generated_path, reference_path
 from planner.envs.maze2d import get_maze_task
 from planner.eval.command import run_eval
 from planner.eval.scenarios import (
@@ -55,6 +60,14 @@ from planner.viz.figures import save_figure
 from planner.viz.scenarios import plot_scenario
 
 RESULTS = Path("results")
+HIERARCHICAL_DIFFUSER = {  # published (Chen et al., ICLR 2024, Table 1), D4RL data and simulator
+    ("umaze", False): 128.4,
+    ("medium", False): 135.6,
+    ("large", False): 155.8,
+    ("umaze", True): 144.1,
+    ("medium", True): 140.2,
+    ("large", True): 165.5,
+}
 DIFFUSER = {  # published normalized scores (shared/specs/reference-results.md)
     ("umaze", False): "113.9 ± 3.1",
     ("medium", False): "121.5 ± 2.7",
@@ -63,15 +76,24 @@ DIFFUSER = {  # published normalized scores (shared/specs/reference-results.md)
     ("medium", True): "127.2 ± 3.4",
     ("large", True): "132.1 ± 5.8",
 }
-# Training steps per budget. cpu: what this 2-core machine trains in under half an hour per maze
-# (U-Maze 4.2 steps/s, Medium 2.2, Large 1.4); paper: the config files' own 2M steps.
-BUDGETS: dict[str, dict[str, list[str]]] = {
+MODELS = ("flat", "jumpy")
+# Training steps per budget and model. cpu: what this 2-core machine trains in under half an
+# hour per maze (flat: U-Maze 4.2 steps/s, Medium 2.2, Large 1.4; jumpy: about 10); paper: the
+# config files' own steps (flat: Diffuser's 2M).
+BUDGETS: dict[str, dict[str, dict[str, list[str]]]] = {
     "cpu": {
-        "umaze": ["train.steps=7000", "train.checkpoint_every=1000"],
-        "medium": ["train.steps=3000", "train.checkpoint_every=1000"],
-        "large": ["train.steps=2500", "train.checkpoint_every=1250"],
+        "flat": {
+            "umaze": ["train.steps=7000", "train.checkpoint_every=1000"],
+            "medium": ["train.steps=3000", "train.checkpoint_every=1000"],
+            "large": ["train.steps=2500", "train.checkpoint_every=1250"],
+        },
+        "jumpy": {
+            "umaze": ["train.steps=4000", "train.checkpoint_every=500"],
+            "medium": ["train.steps=8000", "train.checkpoint_every=2000"],
+            "large": ["train.steps=8000", "train.checkpoint_every=2000"],
+        },
     },
-    "paper": {"umaze": [], "medium": [], "large": []},
+    "paper": {model: {"umaze": [], "medium": [], "large": []} for model in MODELS},
 }
 # Episodes per checkpoint for score against training steps (a Large plan costs ~12x a U-Maze one).
 CURVE_EPISODES = {"umaze": 50, "medium": 20, "large": 20}
@@ -92,8 +114,8 @@ KNOBS: dict[str, list[str]] = {
 }
 
 
-def config_path(task: str) -> Path:
-    return Path("configs") / f"maze2d-{task}.yaml"
+def config_path(task: str, model: str) -> Path:
+    return Path("configs") / f"maze2d-{task}{'' if model == 'flat' else '-' + model}.yaml"
 
 
 def train_unless_done(
@@ -110,11 +132,13 @@ def train_unless_done(
         train(config, run_dir, kind)
 
 
-def train_or_reuse(task: str, budget: str, run_root: Path) -> tuple[Path, list[str]]:
-    """The trained run directory of ``task`` at ``budget`` and the overrides it was made with."""
-    overrides = [*BUDGETS[budget][task], "train.keep_checkpoints=null"]
-    run_dir = run_root / f"maze2d-{task}-{budget}"
-    train_unless_done(config_path(task), overrides, run_dir)
+def train_or_reuse(task: str, budget: str, model: str, run_root: Path) -> tuple[Path, list[str]]:
+    """The trained run directory of ``task``'s ``model`` at ``budget`` and the overrides it was
+    made with."""
+    overrides = [*BUDGETS[budget][model][task], "train.keep_checkpoints=null"]
+    name = f"maze2d-{task}-{budget}" if model == "flat" else f"maze2d-{task}-{model}-{budget}"
+    run_dir = run_root / name
+    train_unless_done(config_path(task, model), overrides, run_dir)
     return run_dir, overrides
 
 
@@ -135,28 +159,54 @@ def training_record(run_dir: Path) -> dict[str, Any]:
     }
 
 
+def training_minutes(run_dir: Path) -> dict[int, float]:
+    """Training wall time (minutes) at each logged step of a run."""
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return {row["step"]: row["wall_seconds"] / 60 for row in rows if "wall_seconds" in row}
+
+
 def score_curve(run_dir: Path, episodes: int) -> list[dict[str, Any]]:
-    """Single-task score of every kept checkpoint (``episodes`` episodes, seed 0)."""
+    """Single-task score of every kept checkpoint (``episodes`` episodes, seed 0), with the
+    training minutes it took to reach it."""
     curve = []
+    minutes = training_minutes(run_dir)
     for step in sorted(checkpoint_manager(run_dir).all_steps()):
         summary = run_eval(
             run_dir, overrides=[f"eval.episodes={episodes}"], step=step,
             out_dir=run_dir / "eval" / f"curve-step{step}", show_progress=False,
         )  # fmt: skip
-        curve.append({"step": step, **summary["scores"]["normalized_d4rl"]})
+        reached = minutes.get(step, max(minutes.values(), default=0.0))
+        curve.append(
+            {"step": step, "minutes": round(reached, 1), **summary["scores"]["normalized_d4rl"]}
+        )
         print(f"  step {step}: {curve[-1]['mean']:.1f} ± {curve[-1]['stderr']:.1f}", flush=True)
     return curve
 
 
-def evaluate_task(task: str, budget: str, run_root: Path, episodes: int) -> dict[str, Any]:
-    run_dir, overrides = train_or_reuse(task, budget, run_root)
+def oracle_ceiling(task: str) -> dict[str, float]:
+    """The re-planning oracle controller's score stored with ``task``'s regenerated dataset
+    (single-task goal, this simulator): the ceiling of what a planner can score here."""
+    data = load_config(config_path(task, "flat")).data
+    maze = get_maze_task(data.dataset)
+    steps = data.generate_steps or maze.dataset_steps
+    dataset = generated_path(maze, steps, data.generate_seed, data.data_dir)
+    oracle = json.loads(reference_path(dataset).read_text())["oracle"]
+    return {"return": oracle["mean_return"], "normalized_d4rl": oracle["d4rl_normalized"]}
+
+
+def evaluate_task(
+    task: str, budget: str, model: str, run_root: Path, episodes: int
+) -> dict[str, Any]:
+    run_dir, overrides = train_or_reuse(task, budget, model, run_root)
     row: dict[str, Any] = {
         "task": task,
         "budget": budget,
-        "config": str(config_path(task)),
+        "model": model,
+        "config": str(config_path(task, model)),
         "overrides": overrides,
         "run_dir": str(run_dir),
         "training": training_record(run_dir),
+        "oracle": oracle_ceiling(task),
         "curve_episodes": CURVE_EPISODES[task],
         "curve": score_curve(run_dir, CURVE_EPISODES[task]),
     }
@@ -165,11 +215,13 @@ def evaluate_task(task: str, budget: str, run_root: Path, episodes: int) -> dict
             run_dir, overrides=[f"eval.episodes={episodes}", f"eval.multi_task={multi}"]
         )
         name = "multi2d" if multi else "single"
-        figure = RESULTS / "figures" / f"maze2d-{task}-{budget}-{name}-rollouts.png"
+        suffix = "" if model == "flat" else f"-{model}"
+        figure = RESULTS / "figures" / f"maze2d-{task}{suffix}-{budget}-{name}-rollouts.png"
         figure.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(Path(summary["out_dir"]) / "rollouts.png", figure)
         row[name] = {
             "scores": summary["scores"],
+            "policy": summary["eval"]["policy"],
             "eval_seconds": summary["seconds"],
             "eval_seed": summary["eval"]["seed"],
             "plan_seed": summary["plan"]["seed"],
@@ -196,26 +248,43 @@ def speed_knobs(run_dir: Path, episodes: int) -> list[dict[str, Any]]:
 
 
 def plot_curves(rows: list[dict[str, Any]], path: Path) -> None:
-    figure, ax = plt.subplots(figsize=(6, 4))
+    """Score against training steps (left) and against training wall time (right)."""
+    figure, (by_steps, by_minutes) = plt.subplots(1, 2, figsize=(11, 4))
     for row in rows:
-        steps = [point["step"] for point in row["curve"]]
-        means = [point["mean"] for point in row["curve"]]
-        errors = [point["stderr"] for point in row["curve"]]
-        ax.errorbar(steps, means, yerr=errors, marker="o", capsize=3, label=row["task"])
-    ax.set_xlabel("training steps")
-    ax.set_ylabel("normalized score (D4RL refs)")
-    ax.grid(alpha=0.3)
-    ax.legend()
+        curve = row["curve"]
+        means = [point["mean"] for point in curve]
+        errors = [point["stderr"] for point in curve]
+        label = f"{row['task']} {row.get('model', 'flat')}"
+        steps = [point["step"] for point in curve]
+        by_steps.errorbar(steps, means, yerr=errors, marker="o", capsize=3, label=label)
+        if all("minutes" in point for point in curve):
+            minutes = [point["minutes"] for point in curve]
+            by_minutes.errorbar(minutes, means, yerr=errors, marker="o", capsize=3, label=label)
+    by_steps.set_xlabel("training steps")
+    by_minutes.set_xlabel("training wall time (minutes, this CPU)")
+    for ax in (by_steps, by_minutes):
+        ax.set_ylabel("normalized score (D4RL refs)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
     save_figure(figure, path)
 
 
-def meets_diffuser(scores: dict[str, Any], task: str, multi: bool) -> bool:
-    """Whether our mean (D4RL references) is at or above Diffuser's published mean."""
-    return scores["normalized_d4rl"]["mean"] >= float(DIFFUSER[(task, multi)].split()[0])
+def meets(scores: dict[str, Any], published: float) -> bool:
+    """Whether our mean (D4RL references) is at or above a published mean."""
+    return scores["normalized_d4rl"]["mean"] >= published
 
 
 def score_text(scores: dict[str, Any], key: str) -> str:
     return f"{scores[key]['mean']:.1f} ± {scores[key]['stderr']:.1f}"
+
+
+def planning_cost(scores: dict[str, Any]) -> str:
+    """Plans per episode and policy seconds per plan (batched; ``—`` where not recorded)."""
+    if "replans_per_episode" not in scores:
+        return "1 | —"
+    plans = 1 + scores["replans_per_episode"]["mean"]
+    seconds = scores["policy_seconds_per_episode"]["mean"] / plans
+    return f"{plans:.1f} | {seconds:.3f} s"
 
 
 def markdown(record: dict[str, Any]) -> str:
@@ -223,25 +292,32 @@ def markdown(record: dict[str, Any]) -> str:
         "# Maze2D and Multi2D",
         "",
         "Made by `make reproduce-maze2d` (`python scripts/reproduce.py --suite maze2d --knobs`; "
-        "`--tasks umaze` etc. for one maze); "
+        "`--tasks umaze`, `--models jumpy` etc. for part of it); "
         f"git {record['git_revision']}, {record['device']}, {record['machine']}. Training wall "
         "time is as measured, including any other load on this 2-core machine at the time.",
         "",
-        "Normalized score ± standard error over episodes, D4RL protocol (`planner eval`: one "
-        "open-loop plan per episode, conditioned on start and goal, tracked by "
-        "`(p[t+1] − pos) + (v[t+1] − vel)`). *D4RL refs* uses D4RL's published reference "
-        "returns; *our refs* the random policy and reused controller recomputed on this "
-        "simulator (see results/data.md). Evaluation seed 0 for starts and goals, plan seed 0.",
+        "Normalized score ± standard error over episodes. *flat* rows: Diffuser's one-level "
+        "model and the D4RL protocol (`planner eval`: one open-loop plan per episode, "
+        "conditioned on start and goal, tracked by `(p[t+1] − pos) + (v[t+1] − vel)`). "
+        "*jumpy* rows: the hierarchical planner (a model of subgoals `data.jump` steps apart, "
+        "their interpolation followed by path pursuit, receding-horizon replanning every 50 "
+        "steps and a goal latch: its config's `eval` section). *D4RL refs* uses D4RL's "
+        "published reference returns; *our refs* the random policy and reused controller "
+        "recomputed on this simulator (see results/data.md); *oracle* is the score of the "
+        "re-planning waypoint controller stored with each dataset (single-task goal, 100 "
+        "episodes), this simulator's practical ceiling. Evaluation seed 0 for starts and goals, "
+        "plan seed 0; settings were chosen on seed 1. *s / plan*: the policy's wall time per "
+        "plan, episodes batched as `eval.batch_size` says (25).",
         "",
-        "*Diffuser* is the published number (Janner et al. 2022): D4RL's own datasets on "
-        "D4RL's mujoco-py simulator. Ours are on datasets regenerated by D4RL's recipe "
-        "(results/data.md) and Gymnasium-Robotics' PointMaze, so the comparison is of "
-        "like protocols, not identical data or physics.",
+        "*Diffuser* (Janner et al. 2022) and *HD* (Hierarchical Diffuser, Chen et al. 2024) are "
+        "published numbers: D4RL's own datasets on D4RL's mujoco-py simulator. Ours are on "
+        "datasets regenerated by D4RL's recipe (results/data.md) and Gymnasium-Robotics' "
+        "PointMaze, so the comparison is of like protocols, not identical data or physics.",
         "",
-        "| task | budget | ours (D4RL refs) | ours (our refs) | success | Diffuser (published, "
-        "D4RL data and simulator) | at or above Diffuser | training steps | training wall time | "
-        "device | config | episodes |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| task | model | budget | ours (D4RL refs) | ours (our refs) | success | oracle | "
+        "Diffuser (published) | HD (published) | at or above HD | training steps | "
+        "training wall time | plans / episode | s / plan | device | config | episodes |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in record["rows"]:
         for multi in (False, True):
@@ -249,13 +325,18 @@ def markdown(record: dict[str, Any]) -> str:
             scores = result["scores"]
             name = ("Multi2D " if multi else "") + row["task"].capitalize()
             overrides = " ".join(f"`--set {o}`" for o in row["overrides"])
+            published = HIERARCHICAL_DIFFUSER[(row["task"], multi)]
+            oracle = f"{row['oracle']['normalized_d4rl']:.1f}" if not multi else "—"
             lines.append(
-                f"| {name} | {row['budget']} | {score_text(scores, 'normalized_d4rl')} | "
+                f"| {name} | {row['model']} | {row['budget']} | "
+                f"{score_text(scores, 'normalized_d4rl')} | "
                 f"{score_text(scores, 'normalized_this_simulator')} | "
-                f"{100 * scores['success_rate']:.0f} % | {DIFFUSER[(row['task'], multi)]} | "
-                f"{'yes' if meets_diffuser(scores, row['task'], multi) else '**no**'} | "
+                f"{100 * scores['success_rate']:.0f} % | {oracle} | "
+                f"{DIFFUSER[(row['task'], multi)]} | {published} | "
+                f"{'yes' if meets(scores, published) else '**no**'} | "
                 f"{row['training']['steps']:,} | {row['training']['wall_minutes']} min | "
-                f"{record['device']} | `{row['config']}` {overrides} | {scores['episodes']} |"
+                f"{planning_cost(scores)} | {record['device']} | `{row['config']}` {overrides} | "
+                f"{scores['episodes']} |"
             )
     if not any(row["budget"] == "paper" for row in record["rows"]):
         lines += [
@@ -276,12 +357,13 @@ def markdown(record: dict[str, Any]) -> str:
             f"{p['step']:,}: {p['mean']:.1f} ± {p['stderr']:.1f}" for p in row["curve"]
         )
         lines.append(
-            f"- {row['task']} ({row['budget']}, {row['curve_episodes']} episodes): {points}"
+            f"- {row['task']} {row['model']} ({row['budget']}, {row['curve_episodes']} "
+            f"episodes): {points}"
         )
     lines += ["", "## Plans and rollouts", ""]
     for row in record["rows"]:
         for name in ("single", "multi2d"):
-            lines.append(f"![{row['task']} {name}]({row[name]['figure']})")
+            lines.append(f"![{row['task']} {row['model']} {name}]({row[name]['figure']})")
     if record.get("knobs"):
         knobs = record["knobs"]
         lines += [
@@ -403,6 +485,7 @@ def main() -> None:
     parser.add_argument("--budget", choices=sorted(BUDGETS), default="cpu")
     parser.add_argument("--tasks", nargs="+", choices=["umaze", "medium", "large"],
                         default=["umaze", "medium", "large"])  # fmt: skip
+    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--knobs", action="store_true", help="also the U-Maze speed-knob table")
     parser.add_argument("--run-root", type=Path, default=Path("runs"))
@@ -419,30 +502,36 @@ def main() -> None:
         return
     json_path = RESULTS / "maze2d.json"
     record = json.loads(json_path.read_text()) if json_path.is_file() else {"rows": []}
+    for row in record["rows"]:  # rows from before the hierarchical planner: flat, open loop
+        row.setdefault("model", "flat")
+        row.setdefault("oracle", oracle_ceiling(row["task"]))
     if args.render_only:
         (RESULTS / "maze2d.md").write_text(markdown(record))
         return
-    for task in args.tasks:
-        row = evaluate_task(task, args.budget, args.run_root, args.episodes)
-        record["rows"] = [
-            r for r in record["rows"] if (r["task"], r["budget"]) != (task, args.budget)
-        ] + [row]
-        record["rows"].sort(
-            key=lambda r: (r["budget"], ["umaze", "medium", "large"].index(r["task"]))
-        )
-        if args.knobs and task == "umaze":
-            run_dir = Path(row["run_dir"])
-            record["knobs"] = {"run_dir": str(run_dir), "episodes": args.episodes,
-                               "rows": speed_knobs(run_dir, args.episodes)}  # fmt: skip
-        record |= {
-            "git_revision": git_revision(),
-            "device": jax.devices()[0].platform,
-            "machine": platform.platform(),
-        }
-        json_path.write_text(json.dumps(record, indent=2) + "\n")
-        plot_curves(record["rows"], RESULTS / "figures" / "maze2d-score-vs-steps.png")
-        (RESULTS / "maze2d.md").write_text(markdown(record))
-        print(f"wrote {RESULTS / 'maze2d.md'}", flush=True)
+    order = ["umaze", "medium", "large"]
+    for model in args.models:
+        for task in args.tasks:
+            row = evaluate_task(task, args.budget, model, args.run_root, args.episodes)
+            key = (task, args.budget, model)
+            record["rows"] = [
+                r for r in record["rows"] if (r["task"], r["budget"], r["model"]) != key
+            ] + [row]
+            record["rows"].sort(
+                key=lambda r: (r["budget"], MODELS.index(r["model"]), order.index(r["task"]))
+            )
+            if args.knobs and task == "umaze" and model == "flat":
+                run_dir = Path(row["run_dir"])
+                record["knobs"] = {"run_dir": str(run_dir), "episodes": args.episodes,
+                                   "rows": speed_knobs(run_dir, args.episodes)}  # fmt: skip
+            record |= {
+                "git_revision": git_revision(),
+                "device": jax.devices()[0].platform,
+                "machine": platform.platform(),
+            }
+            json_path.write_text(json.dumps(record, indent=2) + "\n")
+            plot_curves(record["rows"], RESULTS / "figures" / "maze2d-score-vs-steps.png")
+            (RESULTS / "maze2d.md").write_text(markdown(record))
+            print(f"wrote {RESULTS / 'maze2d.md'}", flush=True)
 
 
 if __name__ == "__main__":

@@ -63,3 +63,19 @@ def tiny_runs(tmp_path_factory, shared_data_dir):
     train(config, root / "diffusion", "diffusion", show_progress=False)
     train(config, root / "value", "value", show_progress=False)
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_jumpy_run(tmp_path_factory, shared_data_dir):
+    """A tiny hierarchical (jumpy) U-Maze run: 16 subgoal rows 4 steps apart."""
+    from test_training import TINY
+
+    from planner.training import train
+
+    run_dir = tmp_path_factory.mktemp("jumpy") / "diffusion"
+    config = load_config(
+        "configs/maze2d-umaze-jumpy.yaml",
+        [*TINY, "data.jump=4", "train.batch_size=8", f"data.data_dir={shared_data_dir}"],
+    )
+    train(config, run_dir, "diffusion", show_progress=False)
+    return run_dir

@@ -43,9 +43,9 @@ class WindowDataset:
     window's first step; ``window_last`` [M] int32 flat index of the last step of its episode;
     ``returns_to_go`` [N] float32 discounted return from each step to its episode's end;
     ``padding_row`` [A + O] the normalized all-zero row; ``padding_rest`` [A + O] bool the
-    columns taken from it on padded rows (the action and the rest dims); ``labels`` [M, K] bool the windows'
-    attributes (``K = 0`` for unconditioned models); ``unconditional_probability`` how often a
-    window is shown without its attribute.
+    columns taken from it on padded rows (the action and the rest dims); ``labels`` [M, K] bool
+    the windows' attributes (``K = 0`` for unconditioned models); ``unconditional_probability``
+    how often a window is shown without its attribute.
     """
 
     transitions: jax.Array
@@ -153,7 +153,8 @@ def make_window_dataset(
 
     The normalizer is fitted on all steps unless one is given (e.g. from a checkpoint).
     ``jump``: steps between rows (see the module docstring). ``rest_dims``: observation
-    dimensions set to zero on padded rows. ``termination_penalty`` is added to the reward of terminal steps before discounting.
+    dimensions set to zero on padded rows. ``termination_penalty`` is added to the reward of
+    terminal steps before discounting.
     ``attributes`` label every window (over the first observation dimensions, the positions).
     """
     span = window_span(horizon, jump)

@@ -111,7 +111,7 @@ def build_planner(
         planner = Planner(
             denoiser, run.schedule, run.normalizer, run.layout, horizon, spec, terms, plan.select,
             jump=config.data.jump,
-        )
+        )  # fmt: skip
     except ValueError as error:
         raise ConfigError(str(error)) from None
     labels = [

@@ -129,6 +129,7 @@ def _summary(run, config, plans: Plans, terms, labels, start, goal, seconds, tas
         "goal": goal.tolist(),
         "plan": config_to_dict(config)["plan"],
         "horizon": int(chosen.shape[0]),
+        "subgoal_every": plans.jump,
         "n_candidates": int(plans.trajectories.shape[1]),
         "best_candidate": best,
         "plan_seconds_including_compile": round(seconds, 3),
@@ -172,4 +173,5 @@ def _write_outputs(out_dir: Path, plans: Plans, summary: dict, task, terms, colu
         + ("executable" if execution["executable"] else executability_text(execution))
     )
     positions = plans.trajectories[0][..., list(columns)]
-    plot_plan(out_dir / "plan.png", task, positions, int(plans.best[0]), terms, title)
+    best = int(plans.best[0])
+    plot_plan(out_dir / "plan.png", task, positions, best, terms, title, plans.jump)

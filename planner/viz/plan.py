@@ -45,9 +45,12 @@ def plot_plan(
     best: int,
     terms: Sequence[Term] = (),
     title: str = "",
+    jump: int = 1,
 ) -> Path:
     """PNG of candidate position paths ``[N, H, 2]`` (grey) and the chosen one (coloured by
-    time), with the start (circle), the goal (star) and the terms' regions."""
+    time), with the start (circle), the goal (star) and the terms' regions. A jumpy model's
+    plan (``jump > 1``) shows both levels: its subgoals (every ``jump``-th row, ringed) and the
+    steps between them."""
     figure, ax = plt.subplots(figsize=(5.5, 5.5))
     draw_maze(ax, task)
     draw_terms(ax, terms)
@@ -56,6 +59,13 @@ def plot_plan(
             ax.plot(candidate[:, 1], candidate[:, 0], color="0.6", lw=0.8, alpha=0.7)
     chosen = candidates[best]
     ax.scatter(chosen[:, 1], chosen[:, 0], c=np.arange(len(chosen)), cmap="viridis", s=8, zorder=3)
+    if jump > 1:
+        knots = chosen[::jump]
+        ax.scatter(
+            knots[:, 1], knots[:, 0], s=60, facecolors="none", edgecolors="k", linewidths=1.2,
+            zorder=4, label=f"subgoals (every {jump} steps)",
+        )  # fmt: skip
+        ax.legend(loc="lower right", fontsize=8)
     ax.plot(chosen[0, 1], chosen[0, 0], "o", color="tab:blue", markersize=10, markeredgecolor="k")
     ax.plot(
         chosen[-1, 1], chosen[-1, 0], "*", color="tab:orange", markersize=16, markeredgecolor="k"
