@@ -19,9 +19,9 @@ demo: setup  ## the whole pipeline on U-Maze in about 10 minutes of CPU: data, t
 	$(BIN)/planner data generate maze2d-umaze-v1
 	$(BIN)/planner data info maze2d-umaze-v1
 	$(BIN)/planner train --config configs/maze2d-umaze-jumpy.yaml --run-dir runs/demo \
-		--set train.steps=1500 --set train.checkpoint_every=500
+		--set train.steps=2000 --set train.checkpoint_every=1000
 	$(BIN)/planner plan --run runs/demo --config configs/plans/umaze-obstacle.yaml
-	$(BIN)/planner eval --run runs/demo --episodes 10 --batch-size 10
+	$(BIN)/planner eval --run runs/demo --episodes 25
 
 test: setup  ## the fast CPU test suite (what CI runs)
 	$(BIN)/pytest -q -m "not slow"

@@ -103,6 +103,8 @@ KNOBS: dict[str, list[str]] = {
     "default: DDPM, every level, one plan": [],
     "DDIM, 16 levels": ["plan.method=ddim", "plan.n_steps=16"],
     "DDIM, 8 levels": ["plan.method=ddim", "plan.n_steps=8"],
+    # the fast setting of results/bench.md, chosen on seed 1 (results/umaze_fast_setting.json)
+    "DDIM, 2 levels (the fast setting)": ["plan.method=ddim", "plan.n_steps=2"],
     "horizon 64 (half)": ["plan.horizon=64"],
     # naive replanning (no pinned arrival, no goal latch); results/control.md has real MPC
     "replan every 50 steps from noise": [*NAIVE_REPLANNING, "eval.replan_every=50"],
