@@ -52,10 +52,20 @@ CANDIDATES: dict[str, list[str]] = {  # name -> eval overrides, scored on the se
 }
 
 
-def score(run_dir: Path, overrides: list[str], seed: int, episodes: int, multi: bool, tag: str):
-    """One evaluation's summary row."""
+def score(
+    run_dir: Path,
+    overrides: list[str],
+    seed: int,
+    episodes: int,
+    multi: bool,
+    tag: str,
+    config_file: Path | None = None,
+):
+    """One evaluation's summary row (plan settings from ``config_file`` if given, else the
+    run's)."""
     summary = run_eval(
         run_dir,
+        config_file,
         overrides=[*overrides, f"eval.seed={seed}", f"eval.episodes={episodes}",
                    f"eval.multi_task={multi}"],
         out_dir=run_dir / "eval" / f"control-{tag}-{'multi2d' if multi else 'single'}-seed{seed}",

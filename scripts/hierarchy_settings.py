@@ -5,9 +5,9 @@ results/hierarchy_settings.{md,json}.
     python scripts/hierarchy_settings.py --render-only
 
 For each maze the jumpy run of ``make reproduce-maze2d`` (``runs/maze2d-<task>-jumpy-cpu``,
-trained here if missing) is evaluated under its config's execution (``eval`` section: MPC every
-50 steps, warm start, path pursuit of the interpolated subgoals, goal latch) and under each
-alternative below, single-task and Multi2D, on the selection seed (1). The configs' settings were
+trained here if missing) is evaluated under its config file's execution (``plan``: walls guide
+the subgoals; ``eval``: MPC every 50 steps, warm start, path pursuit of the interpolated
+subgoals, goal latch) and under each alternative below, single-task and Multi2D, on the selection seed (1). The configs' settings were
 chosen from this table; ``results/maze2d.md`` reports them on seed 0.
 """
 
@@ -21,13 +21,14 @@ from typing import Any
 
 import jax
 from closed_loop import cell, score
-from reproduce import train_or_reuse
+from reproduce import config_path, train_or_reuse
 
 from planner.provenance import git_revision
 
 RESULTS = Path("results")
-SETTINGS: dict[str, list[str]] = {  # name -> eval overrides on top of the config's eval section
-    "config: MPC every 50, warm start 8, pursuit 0.2": [],
+SETTINGS: dict[str, list[str]] = {  # name -> overrides of the config file's plan and eval
+    "config: MPC every 50, warm start 8, pursuit 0.2, walls guide": [],
+    "walls select (not guiding)": ["plan.walls=select"],
     "tracking in time instead of pursuit": ["eval.lookahead=null"],
     "replan every 25": ["eval.replan_every=25"],
     "replans from noise": ["eval.warm_start_level=null"],
@@ -44,7 +45,15 @@ def measure(task: str, seed: int, episodes: int) -> dict[str, Any]:
     rows = []
     for index, (name, settings) in enumerate(SETTINGS.items()):
         pair = [
-            score(run_dir, settings, seed, episodes, multi, f"hierarchy{index}")
+            score(
+                run_dir,
+                settings,
+                seed,
+                episodes,
+                multi,
+                f"hierarchy{index}",
+                config_path(task, "jumpy"),
+            )
             for multi in (False, True)
         ]
         rows.append({"setting": name, "overrides": settings, "single": pair[0], "multi2d": pair[1]})

@@ -167,14 +167,14 @@ def training_minutes(run_dir: Path) -> dict[int, float]:
     return {row["step"]: row["wall_seconds"] / 60 for row in rows if "wall_seconds" in row}
 
 
-def score_curve(run_dir: Path, episodes: int) -> list[dict[str, Any]]:
-    """Single-task score of every kept checkpoint (``episodes`` episodes, seed 0), with the
-    training minutes it took to reach it."""
+def score_curve(run_dir: Path, config_file: Path, episodes: int) -> list[dict[str, Any]]:
+    """Single-task score of every kept checkpoint (``episodes`` episodes, seed 0, the ``plan``
+    section of ``config_file``), with the training minutes it took to reach it."""
     curve = []
     minutes = training_minutes(run_dir)
     for step in sorted(checkpoint_manager(run_dir).all_steps()):
         summary = run_eval(
-            run_dir, overrides=[f"eval.episodes={episodes}"], step=step,
+            run_dir, config_file, overrides=[f"eval.episodes={episodes}"], step=step,
             out_dir=run_dir / "eval" / f"curve-step{step}", show_progress=False,
         )  # fmt: skip
         reached = minutes.get(step, max(minutes.values(), default=0.0))
@@ -210,12 +210,11 @@ def evaluate_task(
         "training": training_record(run_dir),
         "oracle": oracle_ceiling(task),
         "curve_episodes": CURVE_EPISODES[task],
-        "curve": score_curve(run_dir, CURVE_EPISODES[task]),
+        "curve": score_curve(run_dir, config_path(task, model), CURVE_EPISODES[task]),
     }
-    for multi in (False, True):
-        summary = run_eval(
-            run_dir, overrides=[f"eval.episodes={episodes}", f"eval.multi_task={multi}"]
-        )
+    for multi in (False, True):  # plan settings from the config file, as shipped today
+        overrides = [f"eval.episodes={episodes}", f"eval.multi_task={multi}"]
+        summary = run_eval(run_dir, config_path(task, model), overrides)
         name = "multi2d" if multi else "single"
         suffix = "" if model == "flat" else f"-{model}"
         figure = RESULTS / "figures" / f"maze2d-{task}{suffix}-{budget}-{name}-rollouts.png"
