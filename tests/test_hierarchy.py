@@ -12,8 +12,8 @@ from planner.config import load_config
 from planner.control.policies import ReplanRule, planner_plan_fn, receding_horizon_policy
 from planner.control.tracking import pursuit_actions
 from planner.data.windows import interpolate_rows
-from planner.energies.base import violations
-from planner.energies.terms import CONSTRAINT_TYPES, terms_from_specs
+from planner.energies.base import term_energies, violations
+from planner.energies.terms import CONSTRAINT_TYPES, OBJECTIVE_TYPES, terms_from_specs
 from planner.envs.maze2d import get_maze_task
 from planner.planning.build import build_planner, plan_config
 from planner.planning.command import run_plan
@@ -106,3 +106,14 @@ def test_the_demo_config_loads():
     config_file = demo.split("--config ")[1].split()[0]
     overrides = [part.split()[0] for part in demo.split("--set ")[1:]]
     assert load_config(config_file, overrides).data.jump > 1
+
+
+def test_path_length_ranks_a_detour_below_the_direct_path():
+    (length,) = terms_from_specs(
+        [{"type": "path_length", "n_guide_steps": 0}], LAYOUT, OBJECTIVE_TYPES, "plan.objectives"
+    )
+    plans = np.zeros((2, 3, 6), np.float32)
+    plans[0, :, 2:4] = [[0.0, 0.0], [0.5, 0.0], [1.0, 0.0]]  # straight, 1 m
+    plans[1, :, 2:4] = [[0.0, 0.0], [0.5, 0.5], [1.0, 0.0]]  # a detour, about 1.41 m
+    energies = np.asarray(term_energies([length], jnp.asarray(plans)))[:, 0]
+    np.testing.assert_allclose(energies, [1.0, np.sqrt(2)], rtol=1e-5)

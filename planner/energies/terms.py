@@ -213,6 +213,16 @@ def smoothness(layout: Layout, **guidance) -> Term:
     return term(_smoothness_energy, "smoothness", columns=layout.position_columns, **guidance)
 
 
+def _path_length_energy(positions: jax.Array, t: jax.Array) -> jax.Array:
+    return jnp.sum(jnp.linalg.norm(positions[1:] - positions[:-1], axis=-1))
+
+
+def path_length(layout: Layout, **guidance) -> Term:
+    """Prefer short paths: the length of the position path. With ``n_guide_steps: 0`` it only
+    ranks candidates (the one that gets there by the shortest way wins)."""
+    return term(_path_length_energy, "path_length", columns=layout.position_columns, **guidance)
+
+
 def _action_energy(actions: jax.Array, t: jax.Array) -> jax.Array:
     return jnp.sum(actions**2)
 
@@ -342,6 +352,7 @@ CONSTRAINT_TYPES: dict[str, Callable[..., Term]] = {
 OBJECTIVE_TYPES: dict[str, Callable[..., Term]] = {
     "goal": goal_energy,
     "smoothness": smoothness,
+    "path_length": path_length,
     "action_magnitude": action_magnitude,
 }
 CONSTRAINT_DEFAULTS = {"weight": 10.0, "scale": 0.02, "n_guide_steps": 2}
