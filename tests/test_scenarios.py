@@ -81,7 +81,7 @@ def test_every_shipped_scenario_builds_every_setting_and_plans(path, tiny_world,
     start = np.array([*(layout.start or scenario.start or task.eval_goal), 0, 0])
     goal = task.eval_goal[None] if config.plan.impose_goal else None
     plans = planner.plan(jax.random.key(0), start[None], goal, config.plan.n_candidates)
-    assert plans.chosen.shape == (1, planner.horizon, run.transition_dim)
+    assert plans.chosen.shape == (1, planner.steps, run.transition_dim)
     assert np.isfinite(plans.chosen).all()
 
 
