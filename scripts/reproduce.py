@@ -90,7 +90,7 @@ BUDGETS: dict[str, dict[str, dict[str, list[str]]]] = {
         "jumpy": {
             "umaze": ["train.steps=4000", "train.checkpoint_every=500"],
             "medium": ["train.steps=8000", "train.checkpoint_every=2000"],
-            "large": ["train.steps=8000", "train.checkpoint_every=2000"],
+            "large": ["train.steps=14000", "train.checkpoint_every=2000"],
         },
     },
     "paper": {model: {"umaze": [], "medium": [], "large": []} for model in MODELS},
