@@ -150,21 +150,41 @@ def train_scenario_run(spec: RunSpec) -> None:
     train_unless_done(Path(spec.config), [*steps, *spec.overrides], Path(spec.dir), spec.kind)
 
 
+def training_minutes(run_dir: Path) -> dict[int, float]:
+    """Training wall time (minutes) at each logged step of a run, summed over resumed sessions
+    (each session's log restarts its clock)."""
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    minutes, before, previous = {}, 0.0, 0.0
+    for row in (row for row in rows if "wall_seconds" in row):
+        if row["wall_seconds"] < previous:  # a resumed session
+            before += previous
+        previous = row["wall_seconds"]
+        minutes[row["step"]] = (before + previous) / 60
+    return minutes
+
+
 def training_record(run_dir: Path) -> dict[str, Any]:
-    """Steps, wall time and throughput of a run, from its metrics log."""
+    """Steps, wall time (all sessions) and last throughput of a run, from its metrics log."""
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     last = rows[-1]
     return {
         "steps": last["step"],
-        "wall_minutes": round(last["wall_seconds"] / 60, 1),
+        "wall_minutes": round(max(training_minutes(run_dir).values()), 1),
         "steps_per_second": last["steps_per_second"],
     }
 
 
-def training_minutes(run_dir: Path) -> dict[int, float]:
-    """Training wall time (minutes) at each logged step of a run."""
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return {row["step"]: row["wall_seconds"] / 60 for row in rows if "wall_seconds" in row}
+def refresh_training(row: dict[str, Any]) -> None:
+    """Re-read a row's training time from its run's log where the run is on this machine (the
+    log outlives the row: a run trained on later keeps its earlier sessions' time)."""
+    run_dir = Path(row["run_dir"])
+    if not (run_dir / "metrics.jsonl").is_file():
+        return
+    row["training"] = training_record(run_dir)
+    minutes = training_minutes(run_dir)
+    for point in row["curve"]:
+        if point["step"] in minutes:
+            point["minutes"] = round(minutes[point["step"]], 1)
 
 
 def score_curve(run_dir: Path, config_file: Path, episodes: int) -> list[dict[str, Any]]:
@@ -506,7 +526,10 @@ def main() -> None:
     for row in record["rows"]:  # rows from before the hierarchical planner: flat, open loop
         row.setdefault("model", "flat")
         row.setdefault("oracle", oracle_ceiling(row["task"]))
+        refresh_training(row)
     if args.render_only:
+        json_path.write_text(json.dumps(record, indent=2) + "\n")
+        plot_curves(record["rows"], RESULTS / "figures" / "maze2d-score-vs-steps.png")
         (RESULTS / "maze2d.md").write_text(markdown(record))
         return
     order = ["umaze", "medium", "large"]
