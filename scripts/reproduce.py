@@ -229,6 +229,7 @@ def evaluate_task(
         "run_dir": str(run_dir),
         "training": training_record(run_dir),
         "oracle": oracle_ceiling(task),
+        "git_revision": git_revision(),
         "curve_episodes": CURVE_EPISODES[task],
         "curve": score_curve(run_dir, config_path(task, model), CURVE_EPISODES[task]),
     }
@@ -314,8 +315,10 @@ def markdown(record: dict[str, Any]) -> str:
         "",
         "Made by `make reproduce-maze2d` (`python scripts/reproduce.py --suite maze2d --knobs`; "
         "`--tasks umaze`, `--models jumpy` etc. for part of it); "
-        f"git {record['git_revision']}, {record['device']}, {record['machine']}. Training wall "
-        "time is as measured, including any other load on this 2-core machine at the time.",
+        f"git {record['git_revision']} (the last command that wrote this page; each row's own "
+        "revision is listed under the table where it was recorded), "
+        f"{record['device']}, {record['machine']}. Training wall time is as measured, summed "
+        "over resumed sessions, including any other load on this 2-core machine at the time.",
         "",
         "Normalized score ± standard error over episodes. *flat* rows: Diffuser's one-level "
         "model and the D4RL protocol (`planner eval`: one open-loop plan per episode, "
@@ -359,6 +362,11 @@ def markdown(record: dict[str, Any]) -> str:
                 f"{planning_cost(scores)} | {record['device']} | `{row['config']}` {overrides} | "
                 f"{scores['episodes']} |"
             )
+    lines += ["", "Rows made at: " + "; ".join(
+        f"{row['task']} {row['model']} {row['budget']}: "
+        + (f"git {row['git_revision']}" if "git_revision" in row else "not recorded per row")
+        for row in record["rows"]
+    ) + "."]  # fmt: skip
     if not any(row["budget"] == "paper" for row in record["rows"]):
         lines += [
             "",
