@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
-from reproduce import NAIVE_REPLANNING, train_unless_done, training_record
+from reproduce import NAIVE_REPLANNING, read_metrics, train_unless_done, training_record
 
 from planner.eval.command import run_eval
 from planner.provenance import git_revision
@@ -226,7 +226,7 @@ def main() -> None:
         "run_dir": str(args.run_dir),
         "config": str(CONFIG),
         "training_overrides": TRAINING,
-        "training": training_record(args.run_dir),
+        "training": training_record(read_metrics(args.run_dir)),
         "select_seed": args.select_seed,
         "select_episodes": args.select_episodes,
         "eval_seed": 0,

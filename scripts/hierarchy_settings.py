@@ -21,7 +21,7 @@ from typing import Any
 
 import jax
 from closed_loop import cell, score
-from reproduce import config_path, train_or_reuse
+from reproduce import config_path, planning_cost, train_or_reuse
 
 from planner.provenance import git_revision
 
@@ -82,12 +82,10 @@ def markdown(record: dict[str, Any]) -> str:
         ]
         for row in maze["rows"]:
             single, multi = row["single"], row["multi2d"]
-            plans = 1 + single["replans_per_episode"]["mean"]
-            seconds = single["policy_seconds_per_episode"]["mean"] / plans
             lines.append(
                 f"| {row['setting']} | {cell(single['score'])} | "
                 f"{100 * single['success_rate']:.0f} % | {cell(multi['score'])} | "
-                f"{100 * multi['success_rate']:.0f} % | {plans:.1f} | {seconds:.3f} |"
+                f"{100 * multi['success_rate']:.0f} % | {planning_cost(single)} |"
             )
     return "\n".join(lines) + "\n"
 

@@ -150,12 +150,11 @@ def train_scenario_run(spec: RunSpec) -> None:
     train_unless_done(Path(spec.config), [*steps, *spec.overrides], Path(spec.dir), spec.kind)
 
 
-def training_minutes(run_dir: Path) -> dict[int, float]:
-    """Training wall time (minutes) at each logged step of a run, summed over resumed sessions
-    (each session's log restarts its clock)."""
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+def cumulative_minutes(metrics: list[dict[str, Any]]) -> dict[int, float]:
+    """Training wall time (minutes) at each logged step of a run's metrics rows, summed over
+    resumed sessions (each session's log restarts its clock)."""
     minutes, before, previous = {}, 0.0, 0.0
-    for row in (row for row in rows if "wall_seconds" in row):
+    for row in (row for row in metrics if "wall_seconds" in row):
         if row["wall_seconds"] < previous:  # a resumed session
             before += previous
         previous = row["wall_seconds"]
@@ -163,25 +162,30 @@ def training_minutes(run_dir: Path) -> dict[int, float]:
     return minutes
 
 
-def training_record(run_dir: Path) -> dict[str, Any]:
-    """Steps, wall time (all sessions) and last throughput of a run, from its metrics log."""
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    last = rows[-1]
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """The rows of a run's ``metrics.jsonl``."""
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def training_record(metrics: list[dict[str, Any]]) -> dict[str, Any]:
+    """Steps, wall time (all sessions) and last throughput of a run, from its metrics rows."""
     return {
-        "steps": last["step"],
-        "wall_minutes": round(max(training_minutes(run_dir).values()), 1),
-        "steps_per_second": last["steps_per_second"],
+        "steps": metrics[-1]["step"],
+        "wall_minutes": round(max(cumulative_minutes(metrics).values()), 1),
+        "steps_per_second": metrics[-1]["steps_per_second"],
     }
 
 
 def refresh_training(row: dict[str, Any]) -> None:
-    """Re-read a row's training time from its run's log where the run is on this machine (the
-    log outlives the row: a run trained on later keeps its earlier sessions' time)."""
+    """A row's training record and its curve's training minutes, read from its run's log where
+    the run is on this machine (the log outlives the row: a run trained on later keeps its
+    earlier sessions' time)."""
     run_dir = Path(row["run_dir"])
     if not (run_dir / "metrics.jsonl").is_file():
         return
-    row["training"] = training_record(run_dir)
-    minutes = training_minutes(run_dir)
+    metrics = read_metrics(run_dir)
+    row["training"] = training_record(metrics)
+    minutes = cumulative_minutes(metrics)
     for point in row["curve"]:
         if point["step"] in minutes:
             point["minutes"] = round(minutes[point["step"]], 1)
@@ -189,18 +193,14 @@ def refresh_training(row: dict[str, Any]) -> None:
 
 def score_curve(run_dir: Path, config_file: Path, episodes: int) -> list[dict[str, Any]]:
     """Single-task score of every kept checkpoint (``episodes`` episodes, seed 0, the ``plan``
-    section of ``config_file``), with the training minutes it took to reach it."""
+    section of ``config_file``)."""
     curve = []
-    minutes = training_minutes(run_dir)
     for step in sorted(checkpoint_manager(run_dir).all_steps()):
         summary = run_eval(
             run_dir, config_file, overrides=[f"eval.episodes={episodes}"], step=step,
             out_dir=run_dir / "eval" / f"curve-step{step}", show_progress=False,
         )  # fmt: skip
-        reached = minutes.get(step, max(minutes.values(), default=0.0))
-        curve.append(
-            {"step": step, "minutes": round(reached, 1), **summary["scores"]["normalized_d4rl"]}
-        )
+        curve.append({"step": step, **summary["scores"]["normalized_d4rl"]})
         print(f"  step {step}: {curve[-1]['mean']:.1f} ± {curve[-1]['stderr']:.1f}", flush=True)
     return curve
 
@@ -227,12 +227,12 @@ def evaluate_task(
         "config": str(config_path(task, model)),
         "overrides": overrides,
         "run_dir": str(run_dir),
-        "training": training_record(run_dir),
         "oracle": oracle_ceiling(task),
         "git_revision": git_revision(),
         "curve_episodes": CURVE_EPISODES[task],
         "curve": score_curve(run_dir, config_path(task, model), CURVE_EPISODES[task]),
     }
+    refresh_training(row)  # training record, and minutes along the curve
     for multi in (False, True):  # plan settings from the config file, as shipped today
         overrides = [f"eval.episodes={episodes}", f"eval.multi_task={multi}"]
         summary = run_eval(run_dir, config_path(task, model), overrides)

@@ -28,7 +28,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from planner.config import PlanConfig
 from planner.data.normalize import Normalizer
-from planner.data.windows import interpolate_rows
+from planner.data.windows import interpolate_rows, window_span
 from planner.diffusion.conditioning import endpoint_conditions
 from planner.diffusion.denoisers import Denoiser
 from planner.diffusion.samplers import SamplerSpec, sample, validate_spec
@@ -206,7 +206,7 @@ class Planner:
     @property
     def steps(self) -> int:
         """Environment steps of a plan: ``(H - 1) * jump + 1``."""
-        return (self.horizon - 1) * self.jump + 1
+        return window_span(self.horizon, self.jump)
 
     def row_of(self, step: int) -> int:
         """The model row at environment step ``step`` (negative: from the end; a multiple of
