@@ -272,16 +272,16 @@ def speed_knobs(run_dir: Path, episodes: int) -> list[dict[str, Any]]:
 def plot_curves(rows: list[dict[str, Any]], path: Path) -> None:
     """Score against training steps (left) and against training wall time (right)."""
     figure, (by_steps, by_minutes) = plt.subplots(1, 2, figsize=(11, 4))
-    for row in rows:
+    for index, row in enumerate(rows):  # one colour per row in both panels
         curve = row["curve"]
         means = [point["mean"] for point in curve]
         errors = [point["stderr"] for point in curve]
         label = f"{row['task']} {row.get('model', 'flat')}"
         steps = [point["step"] for point in curve]
-        by_steps.errorbar(steps, means, yerr=errors, marker="o", capsize=3, label=label)
+        style = {"yerr": errors, "marker": "o", "capsize": 3, "label": label, "color": f"C{index}"}
+        by_steps.errorbar(steps, means, **style)
         if all("minutes" in point for point in curve):
-            minutes = [point["minutes"] for point in curve]
-            by_minutes.errorbar(minutes, means, yerr=errors, marker="o", capsize=3, label=label)
+            by_minutes.errorbar([point["minutes"] for point in curve], means, **style)
     by_steps.set_xlabel("training steps")
     by_minutes.set_xlabel("training wall time (minutes, this CPU)")
     for ax in (by_steps, by_minutes):
