@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: setup demo test test-all lint format bench-data bench results-data \
-	reproduce-maze2d reproduce-compose reproduce-control clean
+	reproduce-maze2d reproduce-compose reproduce-locomotion reproduce-control clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,9 @@ reproduce-compose: setup  ## test-time composition scenarios (configs/compose/) 
 	$(BIN)/planner data generate maze2d-umaze-v1
 	$(BIN)/planner data generate maze2d-medium-v1
 	$(BIN)/python scripts/reproduce.py --suite compose
+
+reproduce-locomotion: setup  ## locomotion data, planner + BC at the CPU budget -> results/locomotion.md
+	$(BIN)/python scripts/reproduce_locomotion.py
 
 reproduce-control: setup  ## closed-loop MPC against open loop on U-Maze -> results/control.md (~1 h CPU)
 	$(BIN)/planner data generate maze2d-umaze-v1

@@ -1,9 +1,10 @@
 """The ``planner`` command. Thin: parse arguments, call the library, print what happened.
 
-planner data generate maze2d-umaze-v1 [--steps N] [--seed S] [--out FILE] [--data-dir DIR]
+planner data generate maze2d-umaze-v1|hopper-medium-v2 [--steps N] [--seed S] [--out FILE] ...
 planner data info PATH_OR_ID [--source ...] [--segmentation ...] [--plot FILE]
 planner train --config FILE [--set section.key=value ...] [--run-dir DIR] [--overfit-batch]
 planner train-value --config FILE [--set ...] [--run-dir DIR]
+planner train-bc --config FILE [--set ...] [--run-dir DIR]
 planner plan --run RUN_DIR [--config FILE] [--set plan.key=value ...] [--start x,y] [--goal x,y]
 planner eval --run RUN_DIR [--episodes N] [--seed S] [--multi-task] [--policy mpc] [--set ...]
 planner config show --config FILE [--set section.key=value ...] [--out FILE]
@@ -24,6 +25,7 @@ from planner.config import (
     save_config,
 )
 from planner.data.episodes import summarize
+from planner.envs.locomotion import locomotion_dataset_names
 from planner.errors import PlannerError
 from planner.runtime import enable_compilation_cache, initialize_distributed
 
@@ -47,9 +49,22 @@ def build_parser() -> argparse.ArgumentParser:
     data = commands.add_parser("data", help="generate and inspect datasets")
     data_commands = data.add_subparsers(required=True, metavar="action")
 
-    generate = data_commands.add_parser("generate", help="regenerate a Maze2D dataset")
-    generate.add_argument("name", choices=MAZE2D_DATASETS)
-    generate.add_argument("--steps", type=_positive_int, help="default: 1M / 2M / 4M")
+    generate = data_commands.add_parser(
+        "generate",
+        help="regenerate a Maze2D dataset, or a D4RL locomotion one with CrossQ behaviour policies",
+    )
+    generate.add_argument(
+        "name",
+        choices=(*MAZE2D_DATASETS, *locomotion_dataset_names()),
+        metavar="name",
+        help="a Maze2D id, or <hopper|walker2d|halfcheetah>-<medium|medium-replay|expert|"
+        "medium-expert>-v2",
+    )
+    generate.add_argument(
+        "--steps",
+        type=_positive_int,
+        help="default: 1M / 2M / 4M (Maze2D), 1M per policy (locomotion; medium-replay: ignored)",
+    )
     generate.add_argument("--seed", type=int, default=0)
     generate.add_argument("--out", type=Path, help="output .hdf5 file (default: in --data-dir)")
     generate.add_argument("--data-dir", help="default: $PLANNER_DATA_DIR or ~/.cache/planner")
@@ -58,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=100,
         help="episodes per reference policy (0 to skip the reference scores)",
+    )
+    generate.add_argument(
+        "--expert-train-steps",
+        type=_positive_int,
+        default=1_000_000,
+        help="training steps of the locomotion expert policy",
     )
     generate.add_argument("--minari", metavar="ID", help="also write a local Minari dataset")
     generate.add_argument("--force", action="store_true", help="overwrite an existing file")
@@ -75,12 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
     for name, kind, what in (
         ("train", "diffusion", "train the trajectory diffusion model"),
         ("train-value", "value", "train the value model (return-to-go of noisy windows)"),
+        ("train-bc", "bc", "train the behaviour-cloning baseline (an MLP policy)"),
     ):
         trainer = commands.add_parser(name, help=what)
         trainer.add_argument("--config", required=True, type=Path)
         trainer.add_argument("--set", action="append", default=[], metavar="section.key=value")
         trainer.add_argument(
-            "--run-dir", type=Path, help="default: <logging.run_root>/<config name>[-value]"
+            "--run-dir", type=Path, help="default: <logging.run_root>/<config name>[-value|-bc]"
         )
         trainer.add_argument(
             "--overfit-batch", action="store_true", help="debug: train on one fixed batch"
@@ -120,7 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--batch-size", type=_positive_int, help="episodes run together")
     evaluate.add_argument("--step", type=int, help="checkpoint step (default: the latest)")
-    evaluate.add_argument("--out", type=Path, help="default: RUN/eval/{single,multi2d}-seedS")
+    evaluate.add_argument(
+        "--out", type=Path, help="default: RUN/eval/{single,multi2d,locomotion}-seedS"
+    )
     evaluate.set_defaults(handler=_eval)
 
     config = commands.add_parser("config", help="inspect configs")
@@ -169,16 +193,26 @@ def _eval(args: argparse.Namespace) -> int:
     summary = run_eval(args.run, args.config, overrides, args.step, args.out)
     scores = summary["scores"]
     d4rl, ours = scores["normalized_d4rl"], scores.get("normalized_this_simulator")
-    mode = "Multi2D" if summary["multi_task"] else "single-task"
+    if "multi_task" in summary:
+        mode = " Multi2D" if summary["multi_task"] else " single-task"
+    else:
+        mode = f" {summary['dataset']}, {summary['kind']} policy"
     print(
-        f"{summary['task']} {mode}, {scores['episodes']} episodes, "
+        f"{summary['task']}{mode}, {scores['episodes']} episodes, "
         f"checkpoint {summary['checkpoint_step']}: normalized score "
         f"{d4rl['mean']:.1f} ± {d4rl['stderr']:.1f} (D4RL references)"
         + (f", {ours['mean']:.1f} ± {ours['stderr']:.1f} (this simulator's)" if ours else "")
     )
+    if "success_rate" in scores:
+        outcome = f"success {100 * scores['success_rate']:.0f} %"
+    else:
+        outcome = (
+            f"length {scores['length']['mean']:.0f}, {scores['terminated']} fell, "
+            f"{scores['decisions_per_second']} decisions/s"
+        )
+    policy = "behaviour cloning" if summary.get("kind") == "bc" else summary["eval"]["policy"]
     print(
-        f"  return {scores['return']['mean']:.1f}, success {100 * scores['success_rate']:.0f} %, "
-        f"policy {summary['eval']['policy']} "
+        f"  return {scores['return']['mean']:.1f}, {outcome}, policy {policy} "
         f"({scores['replans_per_episode']['mean']:.1f} replans per episode), "
         f"{summary['seconds']} s"
     )
@@ -222,6 +256,8 @@ def _data_generate(args: argparse.Namespace) -> int:
     from planner.data.sources import generate_dataset, generated_path, reference_path
     from planner.envs.maze2d import get_maze_task
 
+    if args.name in locomotion_dataset_names():
+        return _data_generate_locomotion(args)
     task = get_maze_task(args.name)
     steps = args.steps or task.dataset_steps
     out = args.out or generated_path(task, steps, args.seed, args.data_dir)
@@ -243,6 +279,30 @@ def _data_generate(args: argparse.Namespace) -> int:
         description = f"{task.name} regenerated by planner ({steps} steps, seed {args.seed})"
         write_minari(load_d4rl(out), args.minari, gym_id(task), description)
         print(f"wrote local Minari dataset {args.minari}")
+    return 0
+
+
+def _data_generate_locomotion(args: argparse.Namespace) -> int:
+    from planner.data.locomotion import LOCOMOTION_STEPS, generate_locomotion
+    from planner.data.sources import generated_path
+
+    if args.minari:
+        print("error: --minari is only supported for Maze2D datasets", file=sys.stderr)
+        return 2
+    steps = args.steps or LOCOMOTION_STEPS
+    out = args.out or generated_path(args.name, steps, args.seed, args.data_dir)
+    if out.exists() and not args.force:
+        print(f"{out} exists; pass --force to regenerate it")
+        return 0
+    record = generate_locomotion(
+        args.name, out, steps, args.seed, expert_train_steps=args.expert_train_steps
+    )
+    print(
+        f"wrote {out}: {record['steps']:,} steps, {record['episodes']:,} episodes, return "
+        f"{record['return_mean']:.1f} ± {record['return_std']:.1f} (normalized "
+        f"{record['normalized_mean']:.1f}); behaviour {record['behaviour_steps']:,} steps in "
+        f"{record['behaviour_seconds']:.0f} s, generated in {record['generate_seconds']:.0f} s"
+    )
     return 0
 
 
@@ -308,7 +368,7 @@ def _train(args: argparse.Namespace) -> int:
     from planner.training import train
 
     config = load_config(args.config, args.set)
-    suffix = "-value" if args.kind == "value" else ""
+    suffix = {"diffusion": "", "value": "-value", "bc": "-bc"}[args.kind]
     run_dir = args.run_dir or Path(config.logging.run_root) / f"{args.config.stem}{suffix}"
     summary = train(config, run_dir, args.kind, overfit_batch=args.overfit_batch)
     if summary["start_step"] == summary["final_step"]:

@@ -22,6 +22,7 @@ from typing import Any, Literal
 import yaml
 
 from planner.data.attributes import attributes_from_specs
+from planner.envs.locomotion import locomotion_dataset_names
 from planner.errors import PlannerError
 
 MAZE2D_DATASETS = ("maze2d-umaze-v1", "maze2d-medium-v1", "maze2d-large-v1")
@@ -57,17 +58,21 @@ class DataConfig:
 
     dataset: str = _field(
         "maze2d-umaze-v1",
-        "Dataset: a Maze2D id when source=generated; a D4RL name or .hdf5 path when source=d4rl; "
-        "a Minari id when source=minari.",
+        "Dataset: a Maze2D id or a locomotion name (hopper-medium-v2, ...) when "
+        "source=generated; a D4RL name or .hdf5 path when source=d4rl; a Minari id when "
+        "source=minari.",
     )
     source: Literal["generated", "d4rl", "minari"] = _field(
-        "generated", "Where the dataset is read from (generated = regenerated Maze2D hdf5)."
+        "generated", "Where the dataset is read from (generated = by planner data generate)."
     )
     data_dir: str | None = _field(
         None, "Directory of generated datasets; null = $PLANNER_DATA_DIR or ~/.cache/planner."
     )
     generate_steps: int | None = _field(
-        None, "Steps to generate when the file is missing; null = the task default.", ge=1000
+        None,
+        "Steps to generate when the file is missing; null = the task default (Maze2D 1M-4M, "
+        "locomotion 1M per behaviour policy).",
+        ge=1000,
     )
     generate_seed: int = _field(0, "Seed of the Maze2D data generator.", ge=0)
     segmentation: Literal["timeouts", "eval_goal"] = _field(
@@ -174,6 +179,9 @@ class TrainConfig:
     ema_every: int = _field(10, "Steps between moving-average updates.", ge=1)
     ema_start: int = _field(2000, "Before this step the average is a copy of the parameters.", ge=0)
     value_steps: int = _field(200_000, "Gradient steps of `planner train-value`.", ge=1)
+    bc_steps: int = _field(
+        100_000, "Gradient steps of `planner train-bc` (the behaviour-cloning baseline).", ge=1
+    )
     steps_per_dispatch: int = _field(10, "Gradient steps per jitted call (lax.scan).", ge=1)
     checkpoint_every: int = _field(10_000, "Steps between checkpoints.", ge=1)
     keep_checkpoints: int | None = _field(
@@ -207,12 +215,13 @@ class PlanConfig:
     objectives: tuple[dict, ...] = _field(
         (),
         "Soft terms, e.g. [{type: goal, goal: [1, 1]}]; types: goal, smoothness, "
-        "action_magnitude, value (with run: VALUE_RUN_DIR).",
+        "action_magnitude, path_length, value (with run: VALUE_RUN_DIR; {run} stands for the "
+        "diffusion run's directory, e.g. run: '{run}-value').",
     )
     walls: Literal["select", "guide", "off"] = _field(
         "select",
-        "Maze walls as a hard constraint: select = only to rank candidates, guide = also "
-        "guidance steps, off = ignored.",
+        "Maze2D walls as a hard constraint: select = only to rank candidates, guide = also "
+        "guidance steps, off = ignored (tasks without walls ignore it).",
     )
     horizon: int | None = _field(
         None, "Plan length; null = the training horizon (a multiple of the U-Net's stride).", ge=1
@@ -504,10 +513,12 @@ def _check_bounds(value: Any, metadata: Mapping[str, Any], label: str) -> None:
 def _check_consistency(config: Config, source: str) -> None:
     """Rules that involve more than one field."""
     data, model = config.data, config.model
-    if data.source == "generated" and data.dataset not in MAZE2D_DATASETS:
+    generated = (*MAZE2D_DATASETS, *locomotion_dataset_names())
+    if data.source == "generated" and data.dataset not in generated:
         raise ConfigError(
-            f"{source}: data.dataset must be one of {', '.join(MAZE2D_DATASETS)} when "
-            f"data.source is generated; got {data.dataset!r}"
+            f"{source}: data.dataset must be a Maze2D id ({', '.join(MAZE2D_DATASETS)}) or a "
+            f"locomotion name (<hopper|walker2d|halfcheetah>-<medium|medium-replay|expert|"
+            f"medium-expert>-v2) when data.source is generated; got {data.dataset!r}"
         )
     if data.segmentation == "eval_goal" and "maze2d" not in data.dataset:
         raise ConfigError(
@@ -524,7 +535,7 @@ def _check_consistency(config: Config, source: str) -> None:
             f"(the energy's gradient is the noise prediction)"
         )
     train = config.train
-    for name in ("steps", "value_steps", "log_every", "checkpoint_every"):
+    for name in ("steps", "value_steps", "bc_steps", "log_every", "checkpoint_every"):
         if getattr(train, name) % train.steps_per_dispatch:
             raise ConfigError(
                 f"{source}: train.{name} must be a multiple of train.steps_per_dispatch "

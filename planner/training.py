@@ -1,4 +1,4 @@
-"""The training driver behind ``planner train`` and ``planner train-value``.
+"""The training driver behind ``planner train``, ``planner train-value`` and ``planner train-bc``.
 
 A run directory holds everything needed to plan later::
 
@@ -40,7 +40,7 @@ from planner.data.episodes import Episodes
 from planner.data.normalize import Normalizer
 from planner.data.sources import load_episodes
 from planner.data.windows import WindowDataset, make_window_dataset
-from planner.diffusion.losses import make_diffusion_loss, make_value_loss
+from planner.diffusion.losses import make_bc_loss, make_diffusion_loss, make_value_loss
 from planner.diffusion.schedule import cosine_schedule
 from planner.diffusion.train import (
     TrainState,
@@ -50,13 +50,14 @@ from planner.diffusion.train import (
     make_train_step,
 )
 from planner.errors import PlannerError
+from planner.models.bc import BehaviourCloning
 from planner.models.denoiser import make_predict_fn, make_unet
 from planner.models.unet import init_params
 from planner.models.value import ValueNet
 from planner.runtime import data_mesh
 from planner.viz.training import plot_training_curve
 
-ModelKind = Literal["diffusion", "value"]
+ModelKind = Literal["diffusion", "value", "bc"]
 
 
 class TrainingError(PlannerError, RuntimeError):
@@ -92,6 +93,13 @@ def build_setup(config: Config, kind: ModelKind, windows: WindowDataset) -> Trai
         )
         params = init_params(unet, init_key, x, t)
         return TrainingSetup(loss_fn, params, config.train.steps)
+    if kind == "bc":
+        policy = BehaviourCloning(windows.action_dim)
+        observations = jnp.zeros((1, transition_dim - windows.action_dim))
+        params = init_params(policy, init_key, observations)
+        return TrainingSetup(
+            make_bc_loss(policy.apply, windows.action_dim), params, config.train.bc_steps
+        )
     model = config.model
     value_net = ValueNet(model.dim, model.dim_mults, model.kernel_size, model.attention)
     loss_fn = make_value_loss(config, value_net.apply, schedule, windows.action_dim)

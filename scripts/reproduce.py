@@ -125,7 +125,11 @@ def train_unless_done(
 ) -> None:
     """Train (or resume) ``run_dir`` unless its latest checkpoint reached the config's steps."""
     config = load_config(config_file, overrides)
-    steps = config.train.steps if kind == "diffusion" else config.train.value_steps
+    steps = {
+        "diffusion": config.train.steps,
+        "value": config.train.value_steps,
+        "bc": config.train.bc_steps,
+    }[kind]
     latest = (
         checkpoint_manager(run_dir).latest_step() if (run_dir / "checkpoints").is_dir() else None
     )

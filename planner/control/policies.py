@@ -10,7 +10,7 @@ the planned arrival step, a per-episode "reached" latch and replan counters. Epi
 ``r``-th plan is drawn from its own key (see :func:`planner_plan_fn`), so a batch of episodes on
 different replan schedules gives each episode what running it alone would give.
 
-One policy covers both shipped behaviours:
+One policy covers both shipped Maze2D behaviours:
 
 - **open loop** (``ReplanRule()``, the D4RL protocol): one plan per episode, tracked to its end,
   then its last position held at rest.
@@ -25,6 +25,9 @@ One policy covers both shipped behaviours:
 Given a ``route_exists(observations, goals) -> [B] bool`` check, episodes with no route from
 start to goal are marked infeasible at ``init``: they never replan and hold their start at rest
 instead of driving into what blocks them.
+
+Tasks without a goal (locomotion) execute the plans' own actions (:func:`plan_action_policy`),
+and policies that never plan act from the observation alone (:func:`feedback_policy`).
 """
 
 from __future__ import annotations
@@ -265,3 +268,62 @@ def planner_plan_fn(
         return plans.chosen
 
     return plan
+
+
+def plan_action_policy(plan_fn: PlanFn, action_dim: int, every: int = 1) -> Policy:
+    """Receding-horizon control for tasks without a goal (locomotion): plan from the current
+    observations, execute the plan's own actions for ``every`` steps, plan again. ``every=1``
+    is Diffuser's protocol (the first action of a new plan at every step). Replans get the
+    previous plans shifted by the executed steps, for a warm start."""
+    if every < 1:
+        raise ValueError(f"plans are executed for at least one step; got every={every}")
+
+    def init(episodes, observations, goals):
+        batch = len(episodes)
+        zeros = np.zeros(batch, int)
+        plans = plan_fn(np.asarray(episodes), zeros, observations, goals, None, None, 0)
+        return PolicyState(
+            np.asarray(episodes), np.asarray(goals), np.asarray(plans), zeros, zeros.copy(),
+            zeros.copy(), np.zeros(batch, bool), zeros.copy(), np.ones(batch, bool), zeros.copy(),
+        )  # fmt: skip
+
+    def act(state, observations):
+        executed = state.step - state.plan_began
+        replanning = executed >= every
+        if replanning.any():
+            previous = shift_plan(state.plans, executed)
+            new = plan_fn(
+                state.episodes, state.replans + 1, observations, state.goals, None, previous,
+                int(state.step.max()),
+            )  # fmt: skip
+            state = state.replace(
+                plans=np.where(replanning[:, None, None], new, state.plans),
+                plan_began=np.where(replanning, state.step, state.plan_began),
+                replans=state.replans + replanning,
+            )
+        index = np.minimum(state.step - state.plan_began, state.plans.shape[1] - 1)
+        actions = state.plans[np.arange(len(index)), index, :action_dim]
+        info = {"replanned": replanning}
+        return actions, state.replace(step=state.step + 1), info
+
+    return Policy(init, act)
+
+
+def feedback_policy(act_fn: Callable[[np.ndarray], np.ndarray]) -> Policy:
+    """A policy that never plans: ``act_fn(observations [B, O]) -> actions [B, A]`` at every
+    step (e.g. the behaviour-cloning baseline)."""
+
+    def init(episodes, observations, goals):
+        batch = len(episodes)
+        zeros = np.zeros(batch, int)
+        empty = np.zeros((batch, 0, 0))
+        return PolicyState(
+            np.asarray(episodes), np.asarray(goals), empty, zeros, zeros.copy(), zeros.copy(),
+            np.zeros(batch, bool), zeros.copy(), np.ones(batch, bool), zeros.copy(),
+        )  # fmt: skip
+
+    def act(state, observations):
+        actions = np.asarray(act_fn(observations))
+        return actions, state.replace(step=state.step + 1), {}
+
+    return Policy(init, act)

@@ -1,5 +1,5 @@
 """The one place that turns a data config into :class:`Episodes`: pick the source, regenerate a
-missing Maze2D file, apply the configured segmentation."""
+missing Maze2D or locomotion file, apply the configured segmentation."""
 
 from __future__ import annotations
 
@@ -20,8 +20,10 @@ from planner.data.episodes import (
     expected_dimensions,
     resegment,
 )
+from planner.data.locomotion import LOCOMOTION_STEPS, generate_locomotion
 from planner.data.maze2d import generate_maze2d, reference_scores
 from planner.data.minari import load_minari
+from planner.envs.locomotion import locomotion_dataset_names
 from planner.envs.maze2d import (
     GOAL_RADIUS,
     MAZE_TASKS,
@@ -33,11 +35,18 @@ from planner.paths import data_dir
 from planner.provenance import git_revision
 
 
-def generated_path(task: MazeTask, steps: int, seed: int, directory: str | Path | None) -> Path:
+def generated_path(
+    task: MazeTask | str, steps: int, seed: int, directory: str | Path | None
+) -> Path:
     """File of a regenerated dataset: ``<name>.hdf5`` for the default size and seed 0, else
-    ``<name>-<steps>steps-seed<seed>.hdf5``, in :func:`planner.paths.data_dir`."""
-    default = steps == task.dataset_steps and seed == 0
-    stem = task.name if default else f"{task.name}-{steps}steps-seed{seed}"
+    ``<name>-<steps>steps-seed<seed>.hdf5``, in :func:`planner.paths.data_dir`. ``task`` is a
+    Maze2D task or a locomotion dataset name such as ``hopper-medium-v2``."""
+    if isinstance(task, MazeTask):
+        name, default_steps = task.name, task.dataset_steps
+    else:
+        name, default_steps = task, LOCOMOTION_STEPS
+    default = steps == default_steps and seed == 0
+    stem = name if default else f"{name}-{steps}steps-seed{seed}"
     return data_dir(directory) / f"{stem}.hdf5"
 
 
@@ -81,7 +90,10 @@ def generate_dataset(
 
 
 def load_generated(config: DataConfig, generate_if_missing: bool = True) -> Episodes:
-    """The regenerated Maze2D dataset of ``config``, generating it first if the file is missing."""
+    """The regenerated Maze2D or locomotion dataset of ``config``, generating it first if the
+    file is missing."""
+    if config.dataset in locomotion_dataset_names():
+        return _load_generated_locomotion(config, generate_if_missing)
     task = get_maze_task(config.dataset)
     steps = config.generate_steps or task.dataset_steps
     path = generated_path(task, steps, config.generate_seed, config.data_dir)
@@ -96,6 +108,18 @@ def load_generated(config: DataConfig, generate_if_missing: bool = True) -> Epis
         )
         generate_dataset(task, steps, config.generate_seed, path)
     return load_d4rl(path, expected_dims=expected_dimensions(task.name))
+
+
+def _load_generated_locomotion(config: DataConfig, generate_if_missing: bool) -> Episodes:
+    name = config.dataset
+    steps = config.generate_steps or LOCOMOTION_STEPS
+    path = generated_path(name, steps, config.generate_seed, config.data_dir)
+    if not path.is_file():
+        if not generate_if_missing:
+            raise FileNotFoundError(f"{path}: not generated yet (planner data generate {name})")
+        print(f"{path} is missing: generating {name} (seed {config.generate_seed})")
+        generate_locomotion(name, path, steps, config.generate_seed)
+    return load_d4rl(path, expected_dims=expected_dimensions(name))
 
 
 def load_episodes(config: DataConfig) -> Episodes:
@@ -127,11 +151,14 @@ def resolve_dataset(
     """Episodes for a user-given name and where they came from (for output files next to them).
 
     ``source`` is ``generated``, ``d4rl``, ``minari`` or ``auto``, which tries in turn a
-    regenerated Maze2D file of that name, a path or D4RL-cache name, then a local Minari id.
+    regenerated Maze2D or locomotion file of that name, a path or D4RL-cache name, then a local
+    Minari id.
     """
-    if source in ("auto", "generated") and name in MAZE_TASKS:
-        task = MAZE_TASKS[name]
-        path = generated_path(task, task.dataset_steps, 0, directory)
+    generated_names = (*MAZE_TASKS, *locomotion_dataset_names())
+    if source in ("auto", "generated") and name in generated_names:
+        task = MAZE_TASKS.get(name, name)
+        steps = task.dataset_steps if isinstance(task, MazeTask) else LOCOMOTION_STEPS
+        path = generated_path(task, steps, 0, directory)
         if path.is_file():
             return load_d4rl(path, expected_dims=expected_dimensions(name)), path
         if source == "generated" or not _is_d4rl(name):

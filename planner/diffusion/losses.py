@@ -1,7 +1,8 @@
-"""Training objectives: the denoising loss and the value regression loss.
+"""Training objectives: the denoising loss, the value regression loss and behaviour cloning.
 
-Both draw a noise level per window, noise the window, impose the hard conditions on the noisy
-input exactly as the sampler will, and evaluate the network there.
+The first two draw a noise level per window, noise the window, impose the hard conditions on the
+noisy input exactly as the sampler will, and evaluate the network there. Behaviour cloning
+regresses each window's first action on its first observation.
 """
 
 from __future__ import annotations
@@ -98,5 +99,17 @@ def make_value_loss(
         prediction = value_fn(params, x_t, t)
         error = jnp.mean((prediction - batch.values) ** 2)
         return error, {"loss": error, "value_mean": prediction.mean()}
+
+    return loss
+
+
+def make_bc_loss(policy_fn: Callable[[dict, jax.Array], jax.Array], action_dim: int) -> LossFn:
+    """``loss(params, batch, key) -> (loss, metrics)``: squared error of the first action
+    predicted from the first observation (both normalized)."""
+
+    def loss(params: dict, batch: WindowBatch, key: jax.Array):
+        first = batch.trajectories[:, 0]
+        error = jnp.mean((policy_fn(params, first[:, action_dim:]) - first[:, :action_dim]) ** 2)
+        return error, {"loss": error}
 
     return loss

@@ -1,7 +1,9 @@
-"""``planner eval``: score a trained run in the simulator under the D4RL Maze2D protocol.
+"""``planner eval``: score a trained run in the simulator under the D4RL protocol.
 
 Writes ``scores.json`` (settings, scores under both reference tables, per-episode returns),
-``rollouts.npz`` and ``rollouts.png`` into ``RUN/eval/{single,multi2d}-seed{S}`` by default.
+``rollouts.npz`` and ``rollouts.png`` into ``RUN/eval/<mode>-seed{S}`` by default: Maze2D's
+plans and paths (mode ``single`` or ``multi2d``), locomotion's return curves (mode
+``locomotion``).
 """
 
 from __future__ import annotations
@@ -19,14 +21,17 @@ import numpy as np
 from planner.config import Config, config_to_dict
 from planner.data.maze2d import reference_scores
 from planner.data.sources import generated_path, reference_path
+from planner.envs.locomotion import LocomotionTask, find_locomotion_task
 from planner.envs.maze2d import MazeTask, find_maze_task
 from planner.eval.evaluate import evaluate
+from planner.eval.locomotion import evaluate_locomotion, locomotion_summary, random_policy_returns
 from planner.eval.scores import score_summary
+from planner.paths import data_dir
 from planner.planning.build import plan_config
 from planner.planning.maze import PlanRequestError
 from planner.planning.run import TrainedRun, load_run
 from planner.provenance import git_revision
-from planner.viz.rollouts import plot_rollouts
+from planner.viz.rollouts import plot_return_curves, plot_rollouts
 
 FIGURE_EPISODES = 8
 
@@ -41,8 +46,24 @@ def simulator_references(task: MazeTask) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+def locomotion_references(task: LocomotionTask) -> dict[str, Any]:
+    """This simulator's random-policy return (100 episodes, seed 0), stored in the data
+    directory as ``<body>.reference.json``; ``ref_max`` is null until an expert behaviour
+    policy has been measured there."""
+    path = data_dir() / f"{task.name}.reference.json"
+    if not path.is_file():
+        returns = random_policy_returns(task)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        record = {"ref_min": float(returns.mean()), "ref_max": None, "episodes": len(returns)}
+        path.write_text(json.dumps(record, indent=2))
+    return json.loads(path.read_text())
+
+
 def default_out_dir(run: TrainedRun, config: Config) -> Path:
-    mode = "multi2d" if config.eval.multi_task else "single"
+    if find_locomotion_task(config.data.dataset) is not None:
+        mode = "locomotion"
+    else:
+        mode = "multi2d" if config.eval.multi_task else "single"
     return run.run_dir / "eval" / f"{mode}-seed{config.eval.seed}"
 
 
@@ -57,32 +78,70 @@ def run_eval(
     """Evaluate and write the outputs; returns the summary written to ``scores.json``."""
     run = load_run(run_dir, step)
     config = plan_config(run, config_file, overrides, ("plan", "eval"))
-    task = find_maze_task(config.data.dataset)
-    if task is None:
-        raise PlanRequestError(f"{config.data.dataset}: `planner eval` runs Maze2D tasks only")
-    references = simulator_references(task)
-    began = time.perf_counter()
-    rollouts = evaluate(run, config, task, show_progress)
-    seconds = time.perf_counter() - began
+    out_dir = out_dir or default_out_dir(run, config)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    locomotion = find_locomotion_task(config.data.dataset)
+    if locomotion is not None:
+        summary = _locomotion_eval(run, config, locomotion, out_dir, show_progress)
+    else:
+        task = find_maze_task(config.data.dataset)
+        if task is None:
+            raise PlanRequestError(
+                f"{config.data.dataset}: `planner eval` runs Maze2D and locomotion tasks"
+            )
+        summary = _maze_eval(run, config, task, out_dir, show_progress)
+    (out_dir / "scores.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return {**summary, "out_dir": str(out_dir)}
+
+
+def _provenance(run: TrainedRun, config: Config, seconds: float) -> dict[str, Any]:
     sections = config_to_dict(config)
-    summary = {
-        "task": task.name,
-        "multi_task": config.eval.multi_task,
+    return {
         "run": str(run.run_dir),
+        "kind": run.kind,
         "checkpoint_step": run.step,
         "eval": sections["eval"],
         "plan": sections["plan"],
-        "scores": score_summary(rollouts, task, references),
-        "returns": rollouts.returns.tolist(),
-        "feasible": rollouts.feasible.tolist(),
         "seconds": round(seconds, 1),
         "device": jax.devices()[0].platform,
         "machine": platform.platform(),
         "git_revision": git_revision(),
     }
-    out_dir = out_dir or default_out_dir(run, config)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "scores.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def _locomotion_eval(
+    run: TrainedRun, config: Config, task: LocomotionTask, out_dir: Path, show_progress: bool
+) -> dict[str, Any]:
+    references = locomotion_references(task)
+    began = time.perf_counter()
+    rollouts = evaluate_locomotion(run, config, task, show_progress)
+    seconds = time.perf_counter() - began
+    np.savez_compressed(
+        out_dir / "rollouts.npz",
+        episodes=rollouts.episodes,
+        rewards=rollouts.rewards,
+        lengths=rollouts.lengths,
+        terminated=rollouts.terminated,
+        observations=rollouts.observations,
+    )
+    plot_return_curves(out_dir / "rollouts.png", task.name, rollouts.rewards, rollouts.lengths)
+    return {
+        "task": task.name,
+        "dataset": config.data.dataset,
+        **_provenance(run, config, seconds),
+        "scores": locomotion_summary(rollouts, task, references),
+        "returns": rollouts.returns.tolist(),
+        "lengths": rollouts.lengths.tolist(),
+    }
+
+
+def _maze_eval(
+    run: TrainedRun, config: Config, task: MazeTask, out_dir: Path, show_progress: bool
+) -> dict[str, Any]:
+    references = simulator_references(task)
+    began = time.perf_counter()
+    rollouts = evaluate(run, config, task, show_progress)
+    seconds = time.perf_counter() - began
     np.savez_compressed(
         out_dir / "rollouts.npz",
         episodes=rollouts.episodes,
@@ -103,4 +162,11 @@ def run_eval(
         rollouts.goals[shown],
         rollouts.returns[shown],
     )
-    return {**summary, "out_dir": str(out_dir)}
+    return {
+        "task": task.name,
+        "multi_task": config.eval.multi_task,
+        **_provenance(run, config, seconds),
+        "scores": score_summary(rollouts, task, references),
+        "returns": rollouts.returns.tolist(),
+        "feasible": rollouts.feasible.tolist(),
+    }

@@ -78,12 +78,19 @@ def plan_denoiser(run: TrainedRun, config: Config, horizon: int) -> Denoiser:
     return denoiser
 
 
+def value_run_dir(template: str, run_dir: Path) -> Path:
+    """The value run a ``value`` objective names: a path, in which ``{run}`` stands for the
+    diffusion run's directory (``{run}-value`` is where `planner train-value` puts the value
+    run of the same config)."""
+    return Path(template.replace("{run}", str(run_dir)))
+
+
 def build_planner(
-    run: TrainedRun, config: Config, task: MazeTask, step: int = 0
+    run: TrainedRun, config: Config, task: MazeTask | None, step: int = 0
 ) -> tuple[Planner, list[Term], list[str]]:
     """``(planner, terms, labels)`` for ``config.plan`` on ``run`` at episode step ``step``: the
-    constraints in force then (``appears_at``) and the objectives, plus the maze walls (unless
-    ``plan.walls: off``); ``labels`` name each term's config entry."""
+    constraints in force then (``appears_at``) and the objectives, plus, for a Maze2D ``task``,
+    the maze walls (unless ``plan.walls: off``); ``labels`` name each term's config entry."""
     plan = config.plan
     if config.data.jump > 1 and any(spec.get("type") == "value" for spec in plan.objectives):
         raise ConfigError(
@@ -91,7 +98,7 @@ def build_planner(
             f"subgoals {config.data.jump} steps apart (data.jump)"
         )
     value_runs = {
-        spec["run"]: load_run(spec["run"])
+        spec["run"]: load_run(value_run_dir(spec["run"], run.run_dir))
         for spec in plan.objectives
         if spec.get("type") == "value"
     }
@@ -99,7 +106,8 @@ def build_planner(
         terms = terms_from_config(plan, run.layout, value_runs, step)
     except ValueError as error:
         raise ConfigError(str(error)) from None
-    if plan.walls != "off":
+    walls = task is not None and plan.walls != "off"
+    if walls:
         terms.append(walls_term(task, run.layout, guide=plan.walls == "guide"))
     horizon = plan.horizon or config.data.horizon
     stride = config.model.temporal_stride
@@ -120,5 +128,5 @@ def build_planner(
         if spec.get("appears_at", 0) <= step
     ]
     labels += [f"plan.objectives[{i}]" for i in range(len(plan.objectives))]
-    labels += ["plan.walls"] * (plan.walls != "off")
+    labels += ["plan.walls"] * walls
     return planner, terms, labels

@@ -19,6 +19,7 @@ from planner.data.normalize import Normalizer
 from planner.diffusion.denoisers import Denoiser, in_precision, network_denoiser
 from planner.diffusion.schedule import Schedule, cosine_schedule
 from planner.energies.terms import Layout
+from planner.models.bc import BehaviourCloning
 from planner.models.denoiser import make_energy_fn, make_predict_fn, make_unet
 from planner.models.value import ValueNet
 
@@ -26,7 +27,7 @@ from planner.models.value import ValueNet
 @dataclass(frozen=True)
 class TrainedRun:
     """A checkpoint ready to plan with. ``params`` are the EMA parameters (what Diffuser
-    samples with); ``kind`` is ``diffusion`` or ``value``."""
+    samples with); ``kind`` is ``diffusion``, ``value`` or ``bc``."""
 
     run_dir: Path
     config: Config
@@ -106,6 +107,13 @@ class TrainedRun:
             raise CheckpointError(f"{self.run_dir}: holds a {self.kind} model, not a value model")
         model = self.config.model
         return ValueNet(model.dim, model.dim_mults, model.kernel_size, model.attention).apply
+
+    def bc_apply(self):
+        """``apply(params, observations [B, O]) -> actions [B, A]`` (normalized) of a
+        behaviour-cloning run."""
+        if self.kind != "bc":
+            raise CheckpointError(f"{self.run_dir}: holds a {self.kind} model, not a BC policy")
+        return BehaviourCloning(self.layout.action_dim).apply
 
 
 def _with_attribute(network_fn, index: int, params: Any, x: jax.Array, t: jax.Array) -> jax.Array:

@@ -1,4 +1,4 @@
-"""Figures of evaluation episodes: each episode's first plan and the path the agent took."""
+"""Figures of evaluation episodes: Maze2D plans and paths, locomotion return curves."""
 
 from __future__ import annotations
 
@@ -42,4 +42,21 @@ def plot_rollouts(
         ax.set_xlabel("")
         ax.set_ylabel("")
     figure.suptitle(f"{task.name}: plan (dashed) and rollout (solid)")
+    return save_figure(figure, path)
+
+
+def plot_return_curves(
+    path: str | Path, title: str, rewards: np.ndarray, lengths: np.ndarray
+) -> Path:
+    """Cumulative reward against step of every episode (``rewards`` [N, T], ``lengths`` [N]),
+    each drawn until its episode ended (a cross where it fell before the time limit)."""
+    figure, ax = plt.subplots(figsize=(6.4, 4.0))
+    cumulative = np.cumsum(rewards, axis=1)
+    for curve, length in zip(cumulative, lengths, strict=True):
+        ax.plot(np.arange(1, length + 1), curve[:length], color="tab:blue", alpha=0.35, lw=1)
+        if length < rewards.shape[1]:
+            ax.plot(length, curve[length - 1], "x", color="tab:red", ms=5)
+    ax.set_xlabel("environment step")
+    ax.set_ylabel("return so far")
+    ax.set_title(f"{title}: {len(lengths)} episodes (x: fell)")
     return save_figure(figure, path)

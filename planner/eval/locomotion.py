@@ -1,0 +1,201 @@
+"""Locomotion evaluation: batched MuJoCo episodes under a policy, termination handled, scores.
+
+Episodes of a batch step together; one that terminates (the body falls) stops there while the
+others go on, and the policy keeps acting for the whole batch so its shapes never change.
+Episode ``i`` resets from its own seed (:func:`episode_seed`) and plans with its own keys, so
+results do not depend on the batch size.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import numpy as np
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from planner.config import Config
+from planner.control.policies import (
+    Policy,
+    feedback_policy,
+    plan_action_policy,
+    planner_plan_fn,
+)
+from planner.envs.locomotion import LocomotionTask
+from planner.envs.maze2d import normalized_score
+from planner.eval.rollouts import episode_seed
+from planner.eval.scores import mean_and_stderr
+from planner.planning.build import build_planner
+from planner.planning.run import TrainedRun
+
+
+@dataclass(frozen=True)
+class LocomotionRollouts:
+    """``N`` episodes of at most ``T`` steps: ``episodes`` [N] ids, ``rewards`` [N, T] (zero
+    after an episode ends), ``lengths`` [N] steps taken, ``terminated`` [N] whether it ended by
+    falling (not by the time limit), ``observations`` [N, T + 1, O] (the last one repeated after
+    the end), ``policy_seconds`` [N] each episode's share of its batch's policy time,
+    ``replans`` [N] plans made after the first."""
+
+    episodes: np.ndarray
+    rewards: np.ndarray
+    lengths: np.ndarray
+    terminated: np.ndarray
+    observations: np.ndarray
+    policy_seconds: np.ndarray
+    replans: np.ndarray
+
+    @property
+    def returns(self) -> np.ndarray:
+        """``[N]`` undiscounted returns."""
+        return self.rewards.sum(axis=1)
+
+    @staticmethod
+    def concatenate(parts: Sequence[LocomotionRollouts]) -> LocomotionRollouts:
+        fields = LocomotionRollouts.__dataclass_fields__
+        return LocomotionRollouts(
+            **{name: np.concatenate([getattr(p, name) for p in parts]) for name in fields}
+        )
+
+
+def run_locomotion_episodes(
+    task: LocomotionTask,
+    policy: Policy,
+    episodes: Sequence[int],
+    seed: int,
+    on_step: Callable[[int], None] = lambda stepped: None,
+) -> LocomotionRollouts:
+    """Run ``episodes`` together under ``policy`` until each terminates or reaches the time
+    limit; ``on_step(stepped)`` is called after every step with the number of episodes that
+    took it."""
+    envs = [task.make_env() for _ in episodes]
+    resets = [env.reset(seed=episode_seed(seed, i)) for env, i in zip(envs, episodes, strict=True)]
+    observation = np.stack([obs for obs, _ in resets])
+    batch, steps = len(envs), task.max_episode_steps
+    observations = np.repeat(observation[:, None], steps + 1, axis=1)
+    rewards = np.zeros((batch, steps))
+    lengths = np.zeros(batch, int)
+    terminated = np.zeros(batch, bool)
+    alive = np.ones(batch, bool)
+    replans = np.zeros(batch, int)
+    began = time.perf_counter()
+    state = policy.init(np.asarray(episodes), observation, np.zeros((batch, 0)))
+    policy_seconds = time.perf_counter() - began
+    for step in range(steps):
+        began = time.perf_counter()
+        actions, state, _ = policy.act(state, observation)
+        policy_seconds += time.perf_counter() - began
+        stepping = np.flatnonzero(alive)
+        replans[stepping] = np.asarray(state.replans)[stepping]  # counted while running
+        for index in stepping:
+            obs, reward, ended, truncated, _ = envs[index].step(actions[index])
+            observation[index], rewards[index, step] = obs, reward
+            lengths[index] = step + 1
+            terminated[index] = ended
+            alive[index] = not (ended or truncated)
+        observations[:, step + 1] = observation
+        on_step(len(stepping))
+        if not alive.any():
+            break
+    shares = np.full(batch, policy_seconds / batch)
+    return LocomotionRollouts(
+        np.asarray(episodes), rewards, lengths, terminated, observations, shares, replans
+    )  # fmt: skip
+
+
+def bc_act_fn(run: TrainedRun) -> Callable[[np.ndarray], np.ndarray]:
+    """``observations [B, O] -> actions [B, A]`` of a behaviour-cloning run, in environment
+    units (the run's normalizer on both sides)."""
+    apply, action_dim = jax.jit(run.bc_apply()), run.layout.action_dim
+    shift, scale = np.asarray(run.normalizer.shift), np.asarray(run.normalizer.scale)
+
+    def act(observations: np.ndarray) -> np.ndarray:
+        normalized = (observations - shift[action_dim:]) / scale[action_dim:]
+        actions = np.asarray(apply(run.params, normalized.astype(np.float32)))
+        return actions * scale[:action_dim] + shift[:action_dim]
+
+    return act
+
+
+def make_locomotion_policy(run: TrainedRun, config: Config) -> Policy:
+    """The behaviour-cloning policy of a ``bc`` run, or for a diffusion run the value-guided
+    receding-horizon planner of ``config.plan``, replanning every ``eval.replan_every`` steps
+    (every step when 0: Diffuser's protocol) and warm-starting as ``eval`` says."""
+    if run.kind == "bc":
+        return feedback_policy(bc_act_fn(run))
+    settings, plan = config.eval, config.plan
+    planner = build_planner(run, config, task=None)[0]
+    warm_level = settings.warm_start_level if settings.policy == "mpc" else None
+    plan_fn = planner_plan_fn({0: planner}, warm_level, plan.seed, plan.n_candidates, False)
+    every = settings.replan_every if settings.policy == "mpc" else run.config.data.horizon
+    return plan_action_policy(plan_fn, run.layout.action_dim, max(every, 1))
+
+
+def evaluate_locomotion(
+    run: TrainedRun, config: Config, task: LocomotionTask, show_progress: bool = True
+) -> LocomotionRollouts:
+    """All ``config.eval.episodes`` episodes, ``config.eval.batch_size`` at a time."""
+    settings = config.eval
+    policy = make_locomotion_policy(run, config)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    parts: list[LocomotionRollouts] = []
+    total = settings.episodes * task.max_episode_steps
+    with Progress(*columns, TimeElapsedColumn(), disable=not show_progress) as progress:
+        bar = progress.add_task(f"eval {task.name}: episode steps", total=total)
+        for first in range(0, settings.episodes, settings.batch_size):
+            episodes = range(first, min(first + settings.batch_size, settings.episodes))
+            rollouts = run_locomotion_episodes(
+                task,
+                policy,
+                episodes,
+                settings.seed,
+                lambda stepped: progress.advance(bar, stepped),
+            )
+            parts.append(rollouts)
+            total -= int((task.max_episode_steps - rollouts.lengths).sum())  # ended early
+            score = task.normalized(np.concatenate([part.returns for part in parts]).mean())
+            progress.update(bar, total=total, description=f"eval {task.name}: score {score:.1f}")
+    return LocomotionRollouts.concatenate(parts)
+
+
+def locomotion_summary(
+    rollouts: LocomotionRollouts, task: LocomotionTask, references: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Returns, episode lengths, falls, decisions per second, and normalized scores under
+    D4RL's references and, where known, references recomputed on this simulator."""
+    returns = rollouts.returns
+    decisions = int(rollouts.lengths.sum())
+    seconds = float(rollouts.policy_seconds.sum())
+    summary: dict[str, Any] = {
+        "episodes": len(returns),
+        "return": mean_and_stderr(returns),
+        "length": mean_and_stderr(rollouts.lengths),
+        "terminated": int(rollouts.terminated.sum()),
+        "replans_per_episode": mean_and_stderr(rollouts.replans),
+        "policy_seconds_per_episode": mean_and_stderr(rollouts.policy_seconds),
+        "decisions_per_second": round(decisions / seconds, 2) if seconds > 0 else None,
+        "normalized_d4rl": mean_and_stderr(task.normalized(returns)),
+    }
+    if references is not None and references.get("ref_max") is not None:
+        summary["normalized_this_simulator"] = mean_and_stderr(
+            normalized_score(returns, references["ref_min"], references["ref_max"])
+        )
+        summary["references_this_simulator"] = references
+    return summary
+
+
+def random_policy_returns(task: LocomotionTask, episodes: int = 100, seed: int = 0) -> np.ndarray:
+    """``[episodes]`` returns of uniformly random actions on this simulator (the lower
+    reference of a normalized score), episode ``i`` reset from :func:`episode_seed`."""
+    rng = np.random.default_rng(seed)
+    space = task.make_env().action_space
+    low, high = space.low, space.high
+
+    def act(observations: np.ndarray) -> np.ndarray:
+        return rng.uniform(low, high, (len(observations), task.action_dim))
+
+    rollouts = run_locomotion_episodes(task, feedback_policy(act), range(episodes), seed)
+    return rollouts.returns
