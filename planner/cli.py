@@ -1,6 +1,7 @@
 """The ``planner`` command. Thin: parse arguments, call the library, print what happened.
 
 planner data generate maze2d-umaze-v1|hopper-medium-v2 [--steps N] [--seed S] [--out FILE] ...
+planner data generate GYM_ENV_ID --kind medium --stop-return R [--steps N] [--seed S] ...
 planner data info PATH_OR_ID [--source ...] [--segmentation ...] [--plot FILE]
 planner train --config FILE [--set section.key=value ...] [--run-dir DIR] [--overfit-batch]
 planner train-value --config FILE [--set ...] [--run-dir DIR]
@@ -25,7 +26,7 @@ from planner.config import (
     save_config,
 )
 from planner.data.episodes import summarize
-from planner.envs.locomotion import locomotion_dataset_names
+from planner.envs.locomotion import DATASET_KINDS, locomotion_dataset_names
 from planner.errors import PlannerError
 from planner.runtime import enable_compilation_cache, initialize_distributed
 
@@ -51,19 +52,43 @@ def build_parser() -> argparse.ArgumentParser:
 
     generate = data_commands.add_parser(
         "generate",
-        help="regenerate a Maze2D dataset, or a D4RL locomotion one with CrossQ behaviour policies",
+        help="regenerate a Maze2D dataset, or a D4RL locomotion one with CrossQ behaviour "
+        "policies, or make one the same way for any Gymnasium environment",
+        description="Regenerate a Maze2D dataset, or a D4RL locomotion one (CrossQ behaviour "
+        "policies, D4RL's recipe), or make one the same way for any registered Gymnasium "
+        "environment: e.g. `planner data generate InvertedPendulum-v5 --kind medium "
+        "--stop-return 500 --steps 100000` writes InvertedPendulum-v5-medium-return500-"
+        "100000steps-seed0.hdf5 (D4RL layout) to the data directory; train on it with data.env: "
+        "InvertedPendulum-v5, data.source: generated, data.dataset: "
+        "InvertedPendulum-v5-medium-return500, data.generate_steps: 100000.",
     )
     generate.add_argument(
         "name",
-        choices=(*MAZE2D_DATASETS, *locomotion_dataset_names()),
         metavar="name",
-        help="a Maze2D id, or <hopper|walker2d|halfcheetah>-<medium|medium-replay|expert|"
-        "medium-expert>-v2",
+        help=f"a Maze2D id ({', '.join(MAZE2D_DATASETS)}), <hopper|walker2d|halfcheetah>-"
+        "<medium|medium-replay|expert|medium-expert>-v2, or a registered Gymnasium environment "
+        "id (with --kind and --stop-return)",
+    )
+    generate.add_argument(
+        "--kind",
+        choices=DATASET_KINDS,
+        default="medium",
+        help="Gymnasium id only: medium = rollouts of a policy stopped at --stop-return, "
+        "medium-replay = its replay buffer, expert = a policy trained --expert-train-steps "
+        "steps, medium-expert = both (default: medium)",
+    )
+    generate.add_argument(
+        "--stop-return",
+        type=float,
+        metavar="R",
+        help="Gymnasium id only: the evaluation return (5 deterministic episodes, every 1,000 "
+        "steps) at which the medium policy's training stops; needed by the medium kinds",
     )
     generate.add_argument(
         "--steps",
         type=_positive_int,
-        help="default: 1M / 2M / 4M (Maze2D), 1M per policy (locomotion; medium-replay: ignored)",
+        help="default: 1M / 2M / 4M (Maze2D), 1M per policy (locomotion and Gymnasium ids; "
+        "medium-replay: ignored)",
     )
     generate.add_argument("--seed", type=int, default=0)
     generate.add_argument("--out", type=Path, help="output .hdf5 file (default: in --data-dir)")
@@ -78,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--expert-train-steps",
         type=_positive_int,
         default=1_000_000,
-        help="training steps of the locomotion expert policy",
+        help="training steps of the locomotion (or Gymnasium) expert policy",
     )
     generate.add_argument("--minari", metavar="ID", help="also write a local Minari dataset")
     generate.add_argument("--force", action="store_true", help="overwrite an existing file")
@@ -192,16 +217,23 @@ def _eval(args: argparse.Namespace) -> int:
     overrides = args.set + [f"eval.{k}={v}" for k, v in flags.items() if v is not None]
     summary = run_eval(args.run, args.config, overrides, args.step, args.out)
     scores = summary["scores"]
-    d4rl, ours = scores["normalized_d4rl"], scores.get("normalized_this_simulator")
+    d4rl, ours = scores.get("normalized_d4rl"), scores.get("normalized_this_simulator")
     if "multi_task" in summary:
         mode = " Multi2D" if summary["multi_task"] else " single-task"
     else:
         mode = f" {summary['dataset']}, {summary['kind']} policy"
+    if d4rl is not None:
+        score = f"normalized score {d4rl['mean']:.1f} ± {d4rl['stderr']:.1f} (D4RL references)"
+    else:
+        ret = scores["return"]
+        score = f"return {ret['mean']:.1f} ± {ret['stderr']:.1f} (no D4RL references)"
+    if ours:
+        score += f", {ours['mean']:.1f} ± {ours['stderr']:.1f} (this simulator's)"
+    elif d4rl is None and "references_this_simulator" in scores:
+        score += f"; random policy {scores['references_this_simulator']['ref_min']:.1f}"
     print(
         f"{summary['task']}{mode}, {scores['episodes']} episodes, "
-        f"checkpoint {summary['checkpoint_step']}: normalized score "
-        f"{d4rl['mean']:.1f} ± {d4rl['stderr']:.1f} (D4RL references)"
-        + (f", {ours['mean']:.1f} ± {ours['stderr']:.1f} (this simulator's)" if ours else "")
+        f"checkpoint {summary['checkpoint_step']}: {score}"
     )
     if "success_rate" in scores:
         outcome = f"success {100 * scores['success_rate']:.0f} %"
@@ -258,6 +290,8 @@ def _data_generate(args: argparse.Namespace) -> int:
 
     if args.name in locomotion_dataset_names():
         return _data_generate_locomotion(args)
+    if args.name not in MAZE2D_DATASETS:
+        return _data_generate_gym(args)
     task = get_maze_task(args.name)
     steps = args.steps or task.dataset_steps
     out = args.out or generated_path(task, steps, args.seed, args.data_dir)
@@ -289,6 +323,9 @@ def _data_generate_locomotion(args: argparse.Namespace) -> int:
     if args.minari:
         print("error: --minari is only supported for Maze2D datasets", file=sys.stderr)
         return 2
+    if args.stop_return is not None:
+        print(f"error: {args.name} stops its medium policy at D4RL's return", file=sys.stderr)
+        return 2
     steps = args.steps or LOCOMOTION_STEPS
     out = args.out or generated_path(args.name, steps, args.seed, args.data_dir)
     if out.exists() and not args.force:
@@ -297,13 +334,67 @@ def _data_generate_locomotion(args: argparse.Namespace) -> int:
     record = generate_locomotion(
         args.name, out, steps, args.seed, expert_train_steps=args.expert_train_steps
     )
+    _print_generated(out, record)
+    return 0
+
+
+def _data_generate_gym(args: argparse.Namespace) -> int:
+    from planner.data.locomotion import LOCOMOTION_STEPS, generate_gym_dataset
+    from planner.data.sources import generated_path
+    from planner.envs.locomotion import gym_dataset_name, gym_task
+
+    try:
+        gym_task(args.name)
+    except ValueError as error:
+        print(
+            f"error: {args.name} is not a Maze2D id or a <body>-<kind>-v2 locomotion name, and "
+            f"not a Gymnasium environment planner can use: {error}",
+            file=sys.stderr,
+        )
+        return 2
+    if args.minari:
+        print("error: --minari is only supported for Maze2D datasets", file=sys.stderr)
+        return 2
+    if "medium" in args.kind and args.stop_return is None:
+        print(
+            f"error: --kind {args.kind} needs --stop-return R: the evaluation return at which "
+            f"the medium behaviour policy's training stops",
+            file=sys.stderr,
+        )
+        return 2
+    stop_return = args.stop_return if "medium" in args.kind else None
+    name = gym_dataset_name(args.name, args.kind, stop_return)
+    steps = args.steps or LOCOMOTION_STEPS
+    out = args.out or generated_path(name, steps, args.seed, args.data_dir)
+    if out.exists() and not args.force:
+        print(f"{out} exists; pass --force to regenerate it")
+        return 0
+    record = generate_gym_dataset(
+        args.name,
+        args.kind,
+        out,
+        stop_return,
+        steps,
+        args.seed,
+        expert_train_steps=args.expert_train_steps,
+    )
+    _print_generated(out, record)
     print(
-        f"wrote {out}: {record['steps']:,} steps, {record['episodes']:,} episodes, return "
-        f"{record['return_mean']:.1f} ± {record['return_std']:.1f} (normalized "
-        f"{record['normalized_mean']:.1f}); behaviour {record['behaviour_steps']:,} steps in "
-        f"{record['behaviour_seconds']:.0f} s, generated in {record['generate_seconds']:.0f} s"
+        f"train on it with data.env: {args.name}, data.source: generated, data.dataset: "
+        f"{name}, data.generate_steps: {steps} (or data.source: d4rl, data.dataset: {out})"
     )
     return 0
+
+
+def _print_generated(out: Path, record: dict) -> None:
+    normalized = record["normalized_mean"]
+    print(
+        f"wrote {out}: {record['steps']:,} steps, {record['episodes']:,} episodes, return "
+        f"{record['return_mean']:.1f} ± {record['return_std']:.1f}"
+        + (f" (normalized {normalized:.1f})" if normalized != "" else "")
+        + f"; behaviour {record['behaviour_steps']:,} steps in "
+        f"{record['behaviour_seconds']:.0f} s, generated in {record['generate_seconds']:.0f} s"
+    )
 
 
 def _print_references(reference: dict) -> None:

@@ -22,7 +22,11 @@ from typing import Any, Literal
 import yaml
 
 from planner.data.attributes import attributes_from_specs
-from planner.envs.locomotion import locomotion_dataset_names
+from planner.envs.locomotion import (
+    check_env_id,
+    locomotion_dataset_names,
+    parse_gym_dataset_name,
+)
 from planner.errors import PlannerError
 
 MAZE2D_DATASETS = ("maze2d-umaze-v1", "maze2d-medium-v1", "maze2d-large-v1")
@@ -61,6 +65,13 @@ class DataConfig:
         "Dataset: a Maze2D id or a locomotion name (hopper-medium-v2, ...) when "
         "source=generated; a D4RL name or .hdf5 path when source=d4rl; a Minari id when "
         "source=minari.",
+    )
+    env: str | None = _field(
+        None,
+        "Gymnasium environment id that `planner eval` runs, for datasets of your own (e.g. "
+        "InvertedPendulum-v5; module:Env-v0 imports module first); null = the task the dataset "
+        "name implies (Maze2D, hopper, walker2d, halfcheetah). Its observation and action "
+        "dimensions must match the dataset's.",
     )
     source: Literal["generated", "d4rl", "minari"] = _field(
         "generated", "Where the dataset is read from (generated = by planner data generate)."
@@ -513,13 +524,27 @@ def _check_bounds(value: Any, metadata: Mapping[str, Any], label: str) -> None:
 def _check_consistency(config: Config, source: str) -> None:
     """Rules that involve more than one field."""
     data, model = config.data, config.model
+    if data.env is not None:
+        try:
+            check_env_id(data.env)
+        except ValueError as error:
+            raise ConfigError(f"{source}: data.env {error}") from None
     generated = (*MAZE2D_DATASETS, *locomotion_dataset_names())
     if data.source == "generated" and data.dataset not in generated:
-        raise ConfigError(
-            f"{source}: data.dataset must be a Maze2D id ({', '.join(MAZE2D_DATASETS)}) or a "
-            f"locomotion name (<hopper|walker2d|halfcheetah>-<medium|medium-replay|expert|"
-            f"medium-expert>-v2) when data.source is generated; got {data.dataset!r}"
-        )
+        own = ""
+        if data.env is not None:
+            try:
+                parse_gym_dataset_name(data.dataset, data.env)
+            except ValueError as error:
+                own = f", or with data.env: {error}"
+            else:
+                own = None
+        if own is not None:
+            raise ConfigError(
+                f"{source}: data.dataset must be a Maze2D id ({', '.join(MAZE2D_DATASETS)}) or a "
+                f"locomotion name (<hopper|walker2d|halfcheetah>-<medium|medium-replay|expert|"
+                f"medium-expert>-v2) when data.source is generated{own}; got {data.dataset!r}"
+            )
     if data.segmentation == "eval_goal" and "maze2d" not in data.dataset:
         raise ConfigError(
             f"{source}: data.segmentation eval_goal needs a Maze2D dataset; got {data.dataset!r}"

@@ -142,6 +142,12 @@ def test_generated_files_have_d4rl_layout_and_load(generated):
         lengths = np.diff(episodes.boundaries)
         assert lengths.max() <= EPISODE_STEPS and record["episodes"] == len(lengths)
         assert arrays["terminals"][-1] or arrays["timeouts"][-1]
+        # Within an episode each next observation is the following observation (collection
+        # steps its simulators in place: every step must keep its own copy).
+        inside = np.setdiff1d(np.arange(record["steps"] - 1), episodes.boundaries[1:] - 1)
+        np.testing.assert_array_equal(
+            arrays["next_observations"][inside], arrays["observations"][1:][inside], kind
+        )
 
 
 def test_dataset_sizes_and_structure(generated, data_dir):

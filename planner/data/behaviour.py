@@ -340,7 +340,8 @@ def stream_episodes(
         actions = to_env_actions(policy(observations.astype(np.float32), t), low, high)
         for i, env in enumerate(envs):
             next_obs, reward, terminated, truncated, _ = env.step(actions[i])
-            open_steps[i].append((observations[i], actions[i], reward, terminated, next_obs))
+            step = (observations[i].copy(), actions[i].copy(), reward, terminated, next_obs)
+            open_steps[i].append(step)  # copies: the batch arrays are overwritten in place
             if terminated or truncated:
                 yield i, _episode(open_steps[i], timed_out=truncated and not terminated)
                 open_steps[i] = []

@@ -1,4 +1,5 @@
-"""Regeneration of D4RL's locomotion datasets (``<body>-<kind>-v2``) with CrossQ behaviour policies.
+"""Regeneration of D4RL's locomotion datasets (``<body>-<kind>-v2``) with CrossQ behaviour policies,
+and datasets made the same way for any Gymnasium environment (:func:`generate_gym_dataset`).
 
 D4RL's recipe, on this project's simulators (:mod:`planner.envs.locomotion`):
 
@@ -13,11 +14,13 @@ Rollouts use the stochastic policy (sampled actions), episodes of at most 1,000 
 simulators stepped together under one jitted policy call. The policies (and the medium replay
 buffer) are saved next to the dataset as ``<body>-<level>-seed<seed>.policy.npz`` (and
 ``<body>-medium-seed<seed>.replay.npz``), so other kinds, sizes or seeds of collection reuse them
-instead of training again.
+instead of training again. For another environment ``<body>`` is its id (file-safe), and the
+medium policy's files also carry its stop return: ``InvertedPendulum-v5-return500-medium-seed0``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import platform
 import time
@@ -44,7 +47,13 @@ from planner.data.behaviour import (
 )
 from planner.data.d4rl import write_hdf5
 from planner.data.episodes import boundaries_from_flags
-from planner.envs.locomotion import LocomotionTask, parse_dataset_name
+from planner.envs.locomotion import (
+    LOCOMOTION_TASKS,
+    LocomotionTask,
+    gym_dataset_name,
+    gym_task,
+    parse_dataset_name,
+)
 from planner.provenance import git_revision
 
 LOCOMOTION_STEPS = 1_000_000  # default size of a collected dataset (per level)
@@ -68,6 +77,15 @@ def replay_path(directory: Path, body: str, seed: int) -> Path:
     return Path(directory) / f"{body}-medium-seed{seed}.replay.npz"
 
 
+def _file_body(task: LocomotionTask, level: str) -> str:
+    """``<body>`` of a behaviour policy's files: a D4RL body's name, else the environment id
+    (file-safe) with, for the medium policy, the return it was stopped at."""
+    if LOCOMOTION_TASKS.get(task.name) == task:
+        return task.name
+    suffix = f"-return{task.medium_return:g}" if level == "medium" else ""
+    return f"{task.file_stem}{suffix}"
+
+
 def behaviour_policy(
     task: LocomotionTask,
     level: str,
@@ -79,11 +97,14 @@ def behaviour_policy(
     """``(actor_params, config, metadata)`` of the ``level`` policy, trained (and saved, with
     the medium replay buffer) unless its files already exist. The medium policy trains from seed
     ``2 * seed``, the expert one from ``2 * seed + 1``."""
-    path = policy_path(directory, task.name, level, seed)
+    body = _file_body(task, level)
+    path = policy_path(directory, body, level, seed)
     train_seed = seed * len(LEVELS) + LEVELS.index(level)
-    needs_replay = level == "medium" and not replay_path(directory, task.name, seed).is_file()
+    needs_replay = level == "medium" and not replay_path(directory, body, seed).is_file()
     if not path.is_file() or needs_replay:
         if level == "medium":
+            if task.medium_return is None:
+                raise ValueError(f"{task.name}: a medium policy needs a stop return")
             run = train_behaviour(
                 task,
                 train_seed,
@@ -92,7 +113,7 @@ def behaviour_policy(
                 eval_every=MEDIUM_EVAL_EVERY,
                 show_progress=show_progress,
             )
-            save_replay(replay_path(directory, task.name, seed), run.replay)
+            save_replay(replay_path(directory, body, seed), run.replay)
         else:
             run = train_behaviour(
                 task, train_seed, max_steps=expert_train_steps, show_progress=show_progress
@@ -154,6 +175,46 @@ def generate_locomotion(
     the behaviour policies stored next to it. ``steps`` is per level (medium-expert has
     ``2 * steps``) and ignored by medium-replay. Returns a record of what was made and how."""
     task, kind = parse_dataset_name(name)
+    dataset = name.removesuffix(".hdf5")
+    return _generate(
+        task, kind, dataset, out, steps, seed, show_progress, expert_train_steps, n_envs
+    )
+
+
+def generate_gym_dataset(
+    env_id: str,
+    kind: str,
+    out: Path,
+    stop_return: float | None = None,
+    steps: int = LOCOMOTION_STEPS,
+    seed: int = 0,
+    show_progress: bool = True,
+    expert_train_steps: int = EXPERT_TRAIN_STEPS,
+    n_envs: int = COLLECT_ENVS,
+) -> dict[str, Any]:
+    """A ``kind`` dataset (medium, medium-replay, expert, medium-expert) for any registered
+    Gymnasium environment, made like D4RL's locomotion ones: the medium policy's training stops
+    when its evaluation return reaches ``stop_return`` (needed by the kinds with a medium
+    policy). Written to ``out`` (D4RL-layout hdf5); returns the record of
+    :func:`generate_locomotion`, named :func:`planner.envs.locomotion.gym_dataset_name`."""
+    dataset = gym_dataset_name(env_id, kind, stop_return)
+    task = dataclasses.replace(gym_task(env_id), medium_return=stop_return)
+    return _generate(
+        task, kind, dataset, out, steps, seed, show_progress, expert_train_steps, n_envs
+    )
+
+
+def _generate(
+    task: LocomotionTask,
+    kind: str,
+    dataset: str,
+    out: Path,
+    steps: int,
+    seed: int,
+    show_progress: bool,
+    expert_train_steps: int,
+    n_envs: int,
+) -> dict[str, Any]:
     out = Path(out)
     began = time.perf_counter()
     levels = ("medium",) if kind == "medium-replay" else KIND_LEVELS[kind]
@@ -163,7 +224,7 @@ def generate_locomotion(
     }
     collect_began = time.perf_counter()
     if kind == "medium-replay":
-        arrays = load_replay(replay_path(out.parent, task.name, seed))
+        arrays = load_replay(replay_path(out.parent, _file_body(task, "medium"), seed))
         low, high = _action_bounds(task)
         arrays["actions"] = to_env_actions(arrays["actions"], low, high).astype(np.float32)
     else:
@@ -175,7 +236,9 @@ def generate_locomotion(
     metadata = [meta for _, _, meta in behaviours.values()]
     n_steps = len(arrays["rewards"])
     record = {
-        "dataset": name.removesuffix(".hdf5"),
+        "dataset": dataset,
+        "env": task.gym_id,
+        "kind": kind,
         "seed": seed,
         "steps": n_steps,
         "episodes": len(returns),
@@ -183,7 +246,9 @@ def generate_locomotion(
         "return_std": round(float(returns.std()), 2),
         "return_min": round(float(returns.min()), 2),
         "return_max": round(float(returns.max()), 2),
-        "normalized_mean": round(float(task.normalized(returns.mean())), 2),
+        "normalized_mean": round(float(task.normalized(returns.mean())), 2)
+        if task.has_d4rl_references
+        else "",
         "behaviour_steps": sum(meta["steps"] for meta in metadata),
         "behaviour_seconds": round(sum(meta["seconds"] for meta in metadata), 1),
         "behaviour_eval_return": _last_eval(metadata[-1]),

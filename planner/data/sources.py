@@ -1,5 +1,6 @@
 """The one place that turns a data config into :class:`Episodes`: pick the source, regenerate a
-missing Maze2D or locomotion file, apply the configured segmentation."""
+missing Maze2D or locomotion file (or one of ``data.env``'s), check the dimensions against
+``data.env``, apply the configured segmentation."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import h5py
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from planner.config import DataConfig
+from planner.config import ConfigError, DataConfig
 from planner.data.d4rl import find_d4rl_file, load_d4rl, write_hdf5
 from planner.data.episodes import (
     DatasetError,
@@ -20,10 +22,16 @@ from planner.data.episodes import (
     expected_dimensions,
     resegment,
 )
-from planner.data.locomotion import LOCOMOTION_STEPS, generate_locomotion
+from planner.data.locomotion import LOCOMOTION_STEPS, generate_gym_dataset, generate_locomotion
 from planner.data.maze2d import generate_maze2d, reference_scores
 from planner.data.minari import load_minari
-from planner.envs.locomotion import locomotion_dataset_names
+from planner.envs.locomotion import (
+    LocomotionTask,
+    file_stem,
+    gym_task,
+    locomotion_dataset_names,
+    parse_gym_dataset_name,
+)
 from planner.envs.maze2d import (
     GOAL_RADIUS,
     MAZE_TASKS,
@@ -40,11 +48,12 @@ def generated_path(
 ) -> Path:
     """File of a regenerated dataset: ``<name>.hdf5`` for the default size and seed 0, else
     ``<name>-<steps>steps-seed<seed>.hdf5``, in :func:`planner.paths.data_dir`. ``task`` is a
-    Maze2D task or a locomotion dataset name such as ``hopper-medium-v2``."""
+    Maze2D task or a locomotion dataset name such as ``hopper-medium-v2`` or
+    ``InvertedPendulum-v5-medium-return500`` (``/`` and ``:`` of an id become ``_``)."""
     if isinstance(task, MazeTask):
         name, default_steps = task.name, task.dataset_steps
     else:
-        name, default_steps = task, LOCOMOTION_STEPS
+        name, default_steps = file_stem(task), LOCOMOTION_STEPS
     default = steps == default_steps and seed == 0
     stem = name if default else f"{name}-{steps}steps-seed{seed}"
     return data_dir(directory) / f"{stem}.hdf5"
@@ -90,10 +99,12 @@ def generate_dataset(
 
 
 def load_generated(config: DataConfig, generate_if_missing: bool = True) -> Episodes:
-    """The regenerated Maze2D or locomotion dataset of ``config``, generating it first if the
-    file is missing."""
+    """The regenerated Maze2D or locomotion dataset of ``config`` (or, with ``config.env``, one
+    of that environment's), generating it first if the file is missing."""
     if config.dataset in locomotion_dataset_names():
         return _load_generated_locomotion(config, generate_if_missing)
+    if config.env is not None and not config.dataset.startswith("maze2d"):
+        return _load_generated_gym(config, generate_if_missing)
     task = get_maze_task(config.dataset)
     steps = config.generate_steps or task.dataset_steps
     path = generated_path(task, steps, config.generate_seed, config.data_dir)
@@ -122,18 +133,76 @@ def _load_generated_locomotion(config: DataConfig, generate_if_missing: bool) ->
     return load_d4rl(path, expected_dims=expected_dimensions(name))
 
 
+def _load_generated_gym(config: DataConfig, generate_if_missing: bool) -> Episodes:
+    env_id, name = config.env, config.dataset
+    kind, stop_return = parse_gym_dataset_name(name, env_id)
+    steps = config.generate_steps or LOCOMOTION_STEPS
+    path = generated_path(name, steps, config.generate_seed, config.data_dir)
+    task = gym_task(env_id)
+    if not path.is_file():
+        command = f"planner data generate {env_id} --kind {kind}" + (
+            f" --stop-return {stop_return:g}" if stop_return is not None else ""
+        )
+        if not generate_if_missing:
+            raise FileNotFoundError(f"{path}: not generated yet ({command} --steps {steps})")
+        print(f"{path} is missing: generating {name} (seed {config.generate_seed})")
+        generate_gym_dataset(env_id, kind, path, stop_return, steps, config.generate_seed)
+    return load_d4rl(path, expected_dims=(task.observation_dim, task.action_dim))
+
+
 def load_episodes(config: DataConfig) -> Episodes:
-    """Episodes for a run, from the configured source, cut by the configured segmentation."""
+    """Episodes for a run, from the configured source, cut by the configured segmentation.
+    With ``config.env`` set, a :class:`ConfigError` unless the dataset's observation and action
+    dimensions are that environment's."""
+    task = _env_task(config)
     match config.source:
         case "generated":
             episodes = load_generated(config)
+        case "d4rl" if task is not None:
+            path = find_d4rl_file(config.dataset)
+            _check_env_dimensions(task, _hdf5_dimensions(path), config)
+            episodes = load_d4rl(path, expected_dims=(task.observation_dim, task.action_dim))
         case "d4rl":
             episodes = load_d4rl(config.dataset)
         case "minari":
             episodes = load_minari(config.dataset, download=config.download)
+    if task is not None:
+        dims = (episodes.observations.shape[1], episodes.actions.shape[1])
+        _check_env_dimensions(task, dims, config)
     if config.segmentation == "eval_goal":
         episodes = segment_by_eval_goal(episodes, config.dataset)
     return episodes
+
+
+def _env_task(config: DataConfig) -> LocomotionTask | None:
+    """``config.env``'s task (dimensions read from the environment), or None when unset."""
+    if config.env is None:
+        return None
+    try:
+        return gym_task(config.env)
+    except ValueError as error:
+        raise ConfigError(f"data.env: {error}") from None
+
+
+def _hdf5_dimensions(path: Path) -> tuple[int | None, int | None]:
+    """``(observation_dim, action_dim)`` from an hdf5 file's headers (None where absent)."""
+    with h5py.File(path, "r") as file:
+        return tuple(
+            file[key].shape[1] if key in file and len(file[key].shape) == 2 else None
+            for key in ("observations", "actions")
+        )
+
+
+def _check_env_dimensions(
+    task: LocomotionTask, dims: tuple[int | None, int | None], config: DataConfig
+) -> None:
+    expected = (task.observation_dim, task.action_dim)
+    if None not in dims and tuple(dims) != expected:
+        raise ConfigError(
+            f"data.dataset {config.dataset} has {dims[0]} observation and {dims[1]} action "
+            f"dimensions, but data.env {config.env} has {expected[0]} and {expected[1]}; the "
+            f"dataset must be recorded in that environment"
+        )
 
 
 def segment_by_eval_goal(episodes: Episodes, dataset_name: str) -> Episodes:

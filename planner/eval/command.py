@@ -1,13 +1,14 @@
 """``planner eval``: score a trained run in the simulator under the D4RL protocol.
 
-Writes ``scores.json`` (settings, scores under both reference tables, per-episode returns),
-``rollouts.npz`` and ``rollouts.png`` into ``RUN/eval/<mode>-seed{S}`` by default: Maze2D's
-plans and paths (mode ``single`` or ``multi2d``), locomotion's return curves (mode
-``locomotion``).
+Writes ``scores.json`` (settings, scores under both reference tables where they exist,
+per-episode returns), ``rollouts.npz`` and ``rollouts.png`` into ``RUN/eval/<mode>-seed{S}`` by
+default: Maze2D's plans and paths (mode ``single`` or ``multi2d``), the return curves of
+locomotion or of the Gymnasium environment ``data.env`` names (mode ``locomotion``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 import time
@@ -21,7 +22,7 @@ import numpy as np
 from planner.config import Config, config_to_dict
 from planner.data.maze2d import reference_scores
 from planner.data.sources import generated_path, reference_path
-from planner.envs.locomotion import LocomotionTask, find_locomotion_task
+from planner.envs.locomotion import LOCOMOTION_TASKS, LocomotionTask, config_task
 from planner.envs.maze2d import MazeTask, find_maze_task
 from planner.eval.evaluate import evaluate
 from planner.eval.locomotion import evaluate_locomotion, locomotion_summary, random_policy_returns
@@ -48,9 +49,10 @@ def simulator_references(task: MazeTask) -> dict[str, Any]:
 
 def locomotion_references(task: LocomotionTask) -> dict[str, Any]:
     """This simulator's random-policy return (100 episodes, seed 0), stored in the data
-    directory as ``<body>.reference.json``; ``ref_max`` is null until an expert behaviour
-    policy has been measured there."""
-    path = data_dir() / f"{task.name}.reference.json"
+    directory as ``<body>.reference.json`` (another environment: ``<env id>.reference.json``);
+    ``ref_max`` is null until an expert behaviour policy has been measured there."""
+    stem = task.name if LOCOMOTION_TASKS.get(task.name) == task else task.file_stem
+    path = data_dir() / f"{stem}.reference.json"
     if not path.is_file():
         returns = random_policy_returns(task)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -59,8 +61,17 @@ def locomotion_references(task: LocomotionTask) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+def eval_task(config: Config) -> LocomotionTask | None:
+    """The locomotion or Gymnasium task ``config`` is evaluated in (None: Maze2D); a
+    :class:`PlanRequestError` when ``data.env`` names an environment planner cannot run."""
+    try:
+        return config_task(config.data)
+    except ValueError as error:
+        raise PlanRequestError(f"data.env: {error}") from None
+
+
 def default_out_dir(run: TrainedRun, config: Config) -> Path:
-    if find_locomotion_task(config.data.dataset) is not None:
+    if eval_task(config) is not None:
         mode = "locomotion"
     else:
         mode = "multi2d" if config.eval.multi_task else "single"
@@ -80,14 +91,15 @@ def run_eval(
     config = plan_config(run, config_file, overrides, ("plan", "eval"))
     out_dir = out_dir or default_out_dir(run, config)
     out_dir.mkdir(parents=True, exist_ok=True)
-    locomotion = find_locomotion_task(config.data.dataset)
+    locomotion = eval_task(config)
     if locomotion is not None:
         summary = _locomotion_eval(run, config, locomotion, out_dir, show_progress)
     else:
         task = find_maze_task(config.data.dataset)
         if task is None:
             raise PlanRequestError(
-                f"{config.data.dataset}: `planner eval` runs Maze2D and locomotion tasks"
+                f"{config.data.dataset}: `planner eval` runs Maze2D and locomotion tasks, or the "
+                f"Gymnasium environment data.env names (set it when training)"
             )
         summary = _maze_eval(run, config, task, out_dir, show_progress)
     (out_dir / "scores.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -116,17 +128,11 @@ def _locomotion_eval(
     began = time.perf_counter()
     rollouts = evaluate_locomotion(run, config, task, show_progress)
     seconds = time.perf_counter() - began
-    np.savez_compressed(
-        out_dir / "rollouts.npz",
-        episodes=rollouts.episodes,
-        rewards=rollouts.rewards,
-        lengths=rollouts.lengths,
-        terminated=rollouts.terminated,
-        observations=rollouts.observations,
-    )
+    np.savez_compressed(out_dir / "rollouts.npz", **dataclasses.asdict(rollouts))
     plot_return_curves(out_dir / "rollouts.png", task.name, rollouts.rewards, rollouts.lengths)
     return {
         "task": task.name,
+        "env": task.gym_id,
         "dataset": config.data.dataset,
         **_provenance(run, config, seconds),
         "scores": locomotion_summary(rollouts, task, references),

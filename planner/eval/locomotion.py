@@ -156,8 +156,12 @@ def evaluate_locomotion(
             )
             parts.append(rollouts)
             total -= int((task.max_episode_steps - rollouts.lengths).sum())  # ended early
-            score = task.normalized(np.concatenate([part.returns for part in parts]).mean())
-            progress.update(bar, total=total, description=f"eval {task.name}: score {score:.1f}")
+            mean_return = np.concatenate([part.returns for part in parts]).mean()
+            if task.has_d4rl_references:
+                shown = f"score {task.normalized(mean_return):.1f}"
+            else:
+                shown = f"return {mean_return:.1f}"
+            progress.update(bar, total=total, description=f"eval {task.name}: {shown}")
     return LocomotionRollouts.concatenate(parts)
 
 
@@ -165,7 +169,10 @@ def locomotion_summary(
     rollouts: LocomotionRollouts, task: LocomotionTask, references: dict[str, Any] | None
 ) -> dict[str, Any]:
     """Returns, episode lengths, falls, decisions per second, and normalized scores under
-    D4RL's references and, where known, references recomputed on this simulator."""
+    D4RL's references (``normalized_d4rl``, for tasks that have them) and, where the expert one
+    is known, references recomputed on this simulator (``normalized_this_simulator``).
+    ``references`` (this simulator's, with ``ref_min`` the random policy's return) are stored
+    as ``references_this_simulator`` whenever given."""
     returns = rollouts.returns
     decisions = int(rollouts.lengths.sum())
     seconds = float(rollouts.policy_seconds.sum())
@@ -177,12 +184,14 @@ def locomotion_summary(
         "replans_per_episode": mean_and_stderr(rollouts.replans),
         "policy_seconds_per_episode": mean_and_stderr(rollouts.policy_seconds),
         "decisions_per_second": round(decisions / seconds, 2) if seconds > 0 else None,
-        "normalized_d4rl": mean_and_stderr(task.normalized(returns)),
     }
-    if references is not None and references.get("ref_max") is not None:
-        summary["normalized_this_simulator"] = mean_and_stderr(
-            normalized_score(returns, references["ref_min"], references["ref_max"])
-        )
+    if task.has_d4rl_references:
+        summary["normalized_d4rl"] = mean_and_stderr(task.normalized(returns))
+    if references is not None:
+        if references.get("ref_max") is not None:
+            summary["normalized_this_simulator"] = mean_and_stderr(
+                normalized_score(returns, references["ref_min"], references["ref_max"])
+            )
         summary["references_this_simulator"] = references
     return summary
 
