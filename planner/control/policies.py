@@ -112,6 +112,24 @@ class PolicyState:
     def replace(self, **changes: Any) -> PolicyState:
         return dataclasses.replace(self, **changes)
 
+    @staticmethod
+    def first(
+        episodes: np.ndarray,
+        goals: np.ndarray,
+        plans: np.ndarray,
+        arrival: np.ndarray | None = None,
+        feasible: np.ndarray | None = None,
+    ) -> PolicyState:
+        """The state before the first step: counters at zero, latch open; ``arrival`` and
+        ``feasible`` default to zero and True."""
+        zeros = np.zeros(len(episodes), int)
+        return PolicyState(
+            np.asarray(episodes), np.asarray(goals), np.asarray(plans), zeros, zeros.copy(),
+            zeros.copy() if arrival is None else arrival, np.zeros(len(episodes), bool),
+            zeros.copy(), np.ones(len(episodes), bool) if feasible is None else feasible,
+            zeros.copy(),
+        )  # fmt: skip
+
 
 @dataclass(frozen=True)
 class Policy:
@@ -154,17 +172,13 @@ def receding_horizon_policy(
     pursued along their path (:func:`pursuit_actions`)."""
 
     def init(episodes, observations, goals):
-        batch = len(episodes)
-        zeros = np.zeros(batch, int)
-        plans = plan_fn(np.asarray(episodes), zeros, observations, goals, None, None, 0)
+        first = np.zeros(len(episodes), int)
+        plans = plan_fn(np.asarray(episodes), first, observations, goals, None, None, 0)
         arrival = planned_arrival(plans, goals, layout, rule.arrival_tolerance)
-        feasible = np.ones(batch, bool)
+        feasible = None
         if route_exists is not None:
             feasible = np.asarray(route_exists(observations, goals), bool)
-        return PolicyState(
-            np.asarray(episodes), np.asarray(goals), np.asarray(plans), zeros, zeros.copy(),
-            arrival, np.zeros(batch, bool), zeros.copy(), feasible, zeros.copy(),
-        )  # fmt: skip
+        return PolicyState.first(episodes, goals, plans, arrival, feasible)
 
     def latched(state: PolicyState, observations: np.ndarray) -> np.ndarray:
         if rule.latch_radius is None:
@@ -279,13 +293,9 @@ def plan_action_policy(plan_fn: PlanFn, action_dim: int, every: int = 1) -> Poli
         raise ValueError(f"plans are executed for at least one step; got every={every}")
 
     def init(episodes, observations, goals):
-        batch = len(episodes)
-        zeros = np.zeros(batch, int)
-        plans = plan_fn(np.asarray(episodes), zeros, observations, goals, None, None, 0)
-        return PolicyState(
-            np.asarray(episodes), np.asarray(goals), np.asarray(plans), zeros, zeros.copy(),
-            zeros.copy(), np.zeros(batch, bool), zeros.copy(), np.ones(batch, bool), zeros.copy(),
-        )  # fmt: skip
+        first = np.zeros(len(episodes), int)
+        plans = plan_fn(np.asarray(episodes), first, observations, goals, None, None, 0)
+        return PolicyState.first(episodes, goals, plans)
 
     def act(state, observations):
         executed = state.step - state.plan_began
@@ -314,13 +324,7 @@ def feedback_policy(act_fn: Callable[[np.ndarray], np.ndarray]) -> Policy:
     step (e.g. the behaviour-cloning baseline)."""
 
     def init(episodes, observations, goals):
-        batch = len(episodes)
-        zeros = np.zeros(batch, int)
-        empty = np.zeros((batch, 0, 0))
-        return PolicyState(
-            np.asarray(episodes), np.asarray(goals), empty, zeros, zeros.copy(), zeros.copy(),
-            np.zeros(batch, bool), zeros.copy(), np.ones(batch, bool), zeros.copy(),
-        )  # fmt: skip
+        return PolicyState.first(episodes, goals, np.zeros((len(episodes), 0, 0)))
 
     def act(state, observations):
         actions = np.asarray(act_fn(observations))
