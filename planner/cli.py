@@ -248,6 +248,13 @@ def _eval(args: argparse.Namespace) -> int:
         f"({scores['replans_per_episode']['mean']:.1f} replans per episode), "
         f"{summary['seconds']} s"
     )
+    for held in summary.get("constraints", ()):
+        worst = held["max_violation"]
+        print(
+            f"  {held['constraint']}: held on {held['episodes_held']}/{scores['episodes']} "
+            f"executed episodes; largest violation {worst['mean']:.3f} ± {worst['stderr']:.3f} "
+            "per episode"
+        )
     out = Path(summary["out_dir"])
     print(f"wrote {out / 'scores.json'}, {out / 'rollouts.png'}, {out / 'rollouts.npz'}")
     return 0

@@ -109,6 +109,18 @@ class DataConfig:
         "Observation dimensions set to zero on padded rows: the velocities, so the agent is at "
         "rest past its episode's end (Maze2D: [2, 3]).",
     )
+    position_dims: tuple[int, ...] | None = _field(
+        None,
+        "Observation dimensions that are positions, which goals and constraints (circle, box, "
+        "bounds, pass_through, path_length) act on; null = [0, 1] (Maze2D's x, y).",
+        ge=0,
+    )
+    velocity_dims: tuple[int, ...] | None = _field(
+        None,
+        "Observation dimensions that are velocities, which max_speed acts on; null = [2, 3] "
+        "(Maze2D's).",
+        ge=0,
+    )
     normalizer: Literal["limits", "gaussian"] = _field(
         "limits", "Per-dimension normalization: limits to [-1, 1], or zero mean and unit variance."
     )

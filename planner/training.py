@@ -34,7 +34,7 @@ from planner.checkpoints import (
     restore_checkpoint,
     save_checkpoint,
 )
-from planner.config import Config, config_to_dict, save_config
+from planner.config import Config, ConfigError, config_to_dict, save_config
 from planner.data.attributes import attributes_from_specs
 from planner.data.episodes import Episodes
 from planner.data.normalize import Normalizer
@@ -49,6 +49,7 @@ from planner.diffusion.train import (
     make_train_chunk,
     make_train_step,
 )
+from planner.energies.terms import declared_layout
 from planner.errors import PlannerError
 from planner.models.bc import BehaviourCloning
 from planner.models.denoiser import make_predict_fn, make_unet
@@ -160,6 +161,7 @@ def train(
     save_config(config, run_dir / "config.yaml")
 
     episodes = load_episodes(config.data)
+    check_declared_dims(config, episodes)
     windows = load_windows(config, episodes)
     state, chunk, total_steps = make_trainer(config, kind, windows, overfit_batch)
     if latest is not None:
@@ -176,6 +178,21 @@ def train(
         logger.close()
     plot_training_curve(logger.path, run_dir / "training_curve.png")
     return {**summary, **logger.last, "final_step": int(state.step)}
+
+
+def check_declared_dims(config: Config, episodes: Episodes) -> None:
+    """Refuse ``data.position_dims`` / ``velocity_dims`` outside the data's observations
+    before training (planning would refuse them later)."""
+    data = config.data
+    try:
+        declared_layout(
+            episodes.actions.shape[1],
+            episodes.observations.shape[1],
+            data.position_dims,
+            data.velocity_dims,
+        )
+    except ValueError as error:
+        raise ConfigError(f"{episodes.name}: data.position_dims / velocity_dims: {error}") from None
 
 
 def _loop(

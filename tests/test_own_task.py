@@ -20,6 +20,7 @@ from planner.envs.locomotion import (
     gym_task,
     parse_gym_dataset_name,
 )
+from planner.planning.run import load_run
 from planner.training import train
 
 PENDULUM = "InvertedPendulum-v5"
@@ -145,3 +146,34 @@ def test_a_run_on_own_data_evaluates_with_raw_returns(pendulum_runs, run, capsys
     assert "(no D4RL references); random policy" in printed
     assert f"return {scores['return']['mean']:.1f} ±" in printed
     assert (out / "rollouts.png").is_file()
+
+
+def test_position_dims_outside_the_observation_are_refused_before_training(tmp_path):
+    path = write_hdf5(tmp_path / "pendulum.hdf5", _pendulum_arrays(200))
+    overrides = [*TINY, "data.source=d4rl", f"data.dataset={path}", "data.position_dims=[0, 4]"]
+    config = load_config("configs/inverted-pendulum.yaml", overrides)
+    message = r"data.position_dims / velocity_dims: position dimensions \[4\] are outside"
+    with pytest.raises(ConfigError, match=message):
+        train(config, tmp_path / "run", "diffusion", show_progress=False)
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()  # not one step was taken
+
+
+def test_constraints_act_on_the_declared_positions_and_are_checked_on_executed_episodes(
+    pendulum_runs,
+):
+    """The example config declares the cart's position (observation 0) as the position: a
+    bounds constraint takes one number per side, the planner is guided by it, and eval counts
+    the episodes whose executed cart positions held it at every step."""
+    layout = load_run(pendulum_runs / "pendulum").layout
+    assert (layout.position, layout.velocity) == ((0,), (2,))
+    held = {}
+    for name, bounds in (("wide", "[-5.0], high: [5.0]"), ("none", "[0.5], high: [0.6]")):
+        out = pendulum_runs / f"eval-bounds-{name}"
+        constraint = f"plan.constraints=[{{type: bounds, low: {bounds}}}]"
+        assert main(["eval", "--run", str(pendulum_runs / "pendulum"), "--set", constraint,
+                     "--out", str(out)]) == 0  # fmt: skip
+        [report] = json.loads((out / "scores.json").read_text())["constraints"]
+        assert report["constraint"] == "plan.constraints[0] (bounds)"
+        held[name] = (report["episodes_held"], report["max_violation"]["mean"])
+    assert held["wide"] == (2, 0.0)  # the cart's rail is 2 m long
+    assert held["none"][0] == 0 and held["none"][1] > 0.4  # episodes start near the centre

@@ -124,6 +124,9 @@ def term_energies(
     )
 
 
+SATISFIED = 1e-3  # a hard term holds when its violation is at most this (metres, m/s)
+
+
 def violations(terms: Sequence[Term], trajectories: jax.Array) -> jax.Array:
     """``[B, C]`` violation of each hard term (in the order of ``hard_terms``) per trajectory."""
     hard = hard_terms(terms)

@@ -29,13 +29,24 @@ GUIDANCE_KEYS = ("weight", "scale", "n_guide_steps", "t_stopgrad", "scale_grad_b
 class Layout:
     """Where things live in a trajectory row ``[action (A), observation (O)]``.
 
-    ``position`` and ``velocity`` index the observation (Maze2D: ``[x, y, vx, vy]``).
+    ``position`` and ``velocity`` index the observation (Maze2D: ``[x, y, vx, vy]``; a run's
+    ``data.position_dims`` and ``data.velocity_dims``). Raises ``ValueError`` for an index
+    outside the observation.
     """
 
     action_dim: int
     observation_dim: int
     position: tuple[int, ...] = (0, 1)
     velocity: tuple[int, ...] = (2, 3)
+
+    def __post_init__(self) -> None:
+        for name in ("position", "velocity"):
+            outside = [i for i in getattr(self, name) if not 0 <= i < self.observation_dim]
+            if outside:
+                raise ValueError(
+                    f"{name} dimensions {outside} are outside the observation's "
+                    f"{self.observation_dim} dimensions (0 to {self.observation_dim - 1})"
+                )
 
     @property
     def position_columns(self) -> tuple[int, ...]:
@@ -48,6 +59,26 @@ class Layout:
     @property
     def action_columns(self) -> tuple[int, ...]:
         return tuple(range(self.action_dim))
+
+
+def declared_layout(
+    action_dim: int,
+    observation_dim: int,
+    position_dims: Sequence[int] | None = None,
+    velocity_dims: Sequence[int] | None = None,
+) -> Layout:
+    """The layout a run's ``data.position_dims`` / ``data.velocity_dims`` declare; ``None``
+    takes Maze2D's ``[0, 1]`` / ``[2, 3]``, those of them inside the observation. Raises
+    ``ValueError`` for a declared index outside the observation."""
+
+    def dims(declared: Sequence[int] | None, maze2d: tuple[int, ...]) -> tuple[int, ...]:
+        if declared is None:
+            return tuple(i for i in maze2d if i < observation_dim)
+        return tuple(declared)
+
+    return Layout(
+        action_dim, observation_dim, dims(position_dims, (0, 1)), dims(velocity_dims, (2, 3))
+    )
 
 
 def _array(value: Sequence[float] | float, length: int | None = None) -> jax.Array:

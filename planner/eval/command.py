@@ -25,7 +25,12 @@ from planner.data.sources import generated_path, reference_path
 from planner.envs.locomotion import LOCOMOTION_TASKS, LocomotionTask, config_task
 from planner.envs.maze2d import MazeTask, find_maze_task
 from planner.eval.evaluate import evaluate
-from planner.eval.locomotion import evaluate_locomotion, locomotion_summary, random_policy_returns
+from planner.eval.locomotion import (
+    evaluate_locomotion,
+    executed_constraints,
+    locomotion_summary,
+    random_policy_returns,
+)
 from planner.eval.scores import score_summary
 from planner.paths import data_dir
 from planner.planning.build import plan_config
@@ -125,6 +130,7 @@ def _locomotion_eval(
     run: TrainedRun, config: Config, task: LocomotionTask, out_dir: Path, show_progress: bool
 ) -> dict[str, Any]:
     references = locomotion_references(task)
+    constraints = config.plan.constraints
     began = time.perf_counter()
     rollouts = evaluate_locomotion(run, config, task, show_progress)
     seconds = time.perf_counter() - began
@@ -136,6 +142,7 @@ def _locomotion_eval(
         "dataset": config.data.dataset,
         **_provenance(run, config, seconds),
         "scores": locomotion_summary(rollouts, task, references),
+        "constraints": executed_constraints(run, constraints, rollouts) if constraints else [],
         "returns": rollouts.returns.tolist(),
         "lengths": rollouts.lengths.tolist(),
     }

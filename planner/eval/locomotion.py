@@ -9,11 +9,12 @@ results do not depend on the batch size.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -24,11 +25,14 @@ from planner.control.policies import (
     plan_action_policy,
     planner_plan_fn,
 )
+from planner.energies.base import SATISFIED, violations
+from planner.energies.terms import CONSTRAINT_TYPES, terms_from_specs
 from planner.envs.locomotion import LocomotionTask
 from planner.envs.maze2d import normalized_score
 from planner.eval.rollouts import episode_seed
 from planner.eval.scores import mean_and_stderr
 from planner.planning.build import build_planner
+from planner.planning.planner import constraints_at
 from planner.planning.run import TrainedRun
 
 
@@ -194,6 +198,28 @@ def locomotion_summary(
             )
         summary["references_this_simulator"] = references
     return summary
+
+
+def executed_constraints(
+    run: TrainedRun, constraints: Sequence[Mapping[str, Any]], rollouts: LocomotionRollouts
+) -> list[dict[str, Any]]:
+    """Per entry of ``plan.constraints`` (wherever it appears): on how many episodes the
+    executed observations held it at every step, and the largest violation (the constraint's
+    own units, on ``data.position_dims`` / ``velocity_dims``) averaged over episodes."""
+    specs = constraints_at(constraints, rollouts.observations.shape[1])
+    terms = terms_from_specs(specs, run.layout, CONSTRAINT_TYPES, "plan.constraints")
+    observations = rollouts.observations  # [N, T + 1, O], the last one repeated after the end
+    actions = np.zeros((*observations.shape[:2], run.layout.action_dim), np.float32)
+    rows = jnp.asarray(np.concatenate([actions, observations], axis=-1), jnp.float32)
+    worst = np.asarray(violations(terms, rows))  # [N, C]
+    return [
+        {
+            "constraint": f"plan.constraints[{index}] ({spec['type']})",
+            "episodes_held": int((worst[:, index] <= SATISFIED).sum()),
+            "max_violation": mean_and_stderr(worst[:, index]),
+        }
+        for index, spec in enumerate(specs)
+    ]
 
 
 def random_policy_returns(task: LocomotionTask, episodes: int = 100, seed: int = 0) -> np.ndarray:

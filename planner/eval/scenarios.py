@@ -51,7 +51,7 @@ import yaml
 from planner.config import Config, ConfigError, config_from_dict, config_to_dict
 from planner.data.attributes import attributes_from_specs, composed_spec_holds, trajectory_labels
 from planner.diffusion.samplers import network_evaluations
-from planner.energies.base import hard_terms, term_energies, violations
+from planner.energies.base import SATISFIED, hard_terms, term_energies, violations
 from planner.energies.terms import Layout
 from planner.envs.maze2d import (
     POINT_RADIUS,
@@ -69,7 +69,6 @@ from planner.planning.run import TrainedRun, load_run
 
 OBSTACLE_USES = ("ignore", "guide", "select")
 ATTRIBUTE_USES = ("none", "composed", "first")  # the layout's specification, its first part
-SATISFIED = 1e-3  # a hard term holds when its violation is at most this (metres, m/s)
 
 
 @dataclass(frozen=True)

@@ -13,12 +13,12 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from planner.checkpoints import CheckpointError, checkpoint_manager, read_record
-from planner.config import Config, config_from_dict
+from planner.config import Config, ConfigError, config_from_dict
 from planner.data.episodes import expected_dimensions
 from planner.data.normalize import Normalizer
 from planner.diffusion.denoisers import Denoiser, in_precision, network_denoiser
 from planner.diffusion.schedule import Schedule, cosine_schedule
-from planner.energies.terms import Layout
+from planner.energies.terms import Layout, declared_layout
 from planner.models.bc import BehaviourCloning
 from planner.models.denoiser import make_energy_fn, make_predict_fn, make_unet
 from planner.models.value import ValueNet
@@ -152,6 +152,12 @@ def load_run(run_dir: str | Path, step: int | None = None) -> TrainedRun:
         if dims is None:
             raise CheckpointError(f"{run_dir}: checkpoint does not say its action dimension")
         action_dim = dims[1]
-    layout = Layout(action_dim=action_dim, observation_dim=transition_dim - action_dim)
+    try:
+        data = config.data
+        layout = declared_layout(
+            action_dim, transition_dim - action_dim, data.position_dims, data.velocity_dims
+        )
+    except ValueError as error:
+        raise ConfigError(f"{run_dir}: data.position_dims / velocity_dims: {error}") from None
     params = restored["state"]["ema_params"]
     return TrainedRun(run_dir, config, record["kind"], step, params, normalizer, layout)
