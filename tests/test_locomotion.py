@@ -12,7 +12,14 @@ from planner.config import load_config
 from planner.control.policies import feedback_policy, plan_action_policy
 from planner.data.d4rl import load_d4rl, write_hdf5
 from planner.data.episodes import expected_dimensions
-from planner.envs.locomotion import LOCOMOTION_TASKS, parse_dataset_name
+from planner.data.minari import write_minari
+from planner.data.sources import load_episodes
+from planner.envs.locomotion import (
+    LOCOMOTION_TASKS,
+    config_task,
+    find_locomotion_task,
+    parse_dataset_name,
+)
 from planner.eval.locomotion import run_locomotion_episodes
 from planner.planning.run import load_run
 from planner.training import train
@@ -61,6 +68,34 @@ def test_dataset_names_parse_and_bad_names_are_refused():
         parse_dataset_name("ant-medium-v2")
     with pytest.raises(ValueError, match="kind in medium"):
         parse_dataset_name("hopper-random-v2")
+
+
+@pytest.mark.parametrize(
+    ("name", "body"),
+    [
+        ("hopper-medium-v2", "hopper"),
+        ("/data/d4rl/walker2d-medium-replay-v2.hdf5", "walker2d"),
+        ("mujoco/halfcheetah/medium-v0", "halfcheetah"),  # a Minari id
+        ("/data/hopper/walker2d-expert-v2.hdf5", "walker2d"),  # the file's name decides
+        ("maze2d-umaze-v1", None),
+    ],
+)
+def test_the_body_a_dataset_name_refers_to(name, body):
+    task = find_locomotion_task(name)
+    assert (task.name if task else None) == body
+
+
+def test_a_local_minari_locomotion_dataset_trains_as_its_body(tiny_hopper_file):
+    """A Minari id such as mujoco/hopper/medium-v0 is evaluated in Hopper and loads with
+    Hopper's dimensions (a tiny dataset written locally: nothing is downloaded)."""
+    write_minari(load_d4rl(tiny_hopper_file), "mujoco/hopper/tiny-v0", "Hopper-v5", "test")
+    config = load_config(
+        "configs/hopper-medium.yaml", ["data.source=minari", "data.dataset=mujoco/hopper/tiny-v0"]
+    )
+    assert config_task(config.data) is LOCOMOTION_TASKS["hopper"]
+    episodes = load_episodes(config.data)
+    assert episodes.observations.shape[1:] == (11,) and episodes.actions.shape[1:] == (3,)
+    assert episodes.n_steps == 3000
 
 
 def _fake_plan_fn(calls):

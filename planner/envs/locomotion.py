@@ -96,9 +96,13 @@ def parse_dataset_name(name: str) -> tuple[LocomotionTask, str]:
 
 
 def find_locomotion_task(name: str) -> LocomotionTask | None:
-    """The locomotion body a dataset name or path refers to, if any."""
-    base = name.rsplit("/", 1)[-1].lower()
-    return next((task for body, task in LOCOMOTION_TASKS.items() if base.startswith(body)), None)
+    """The locomotion body a dataset name, path or Minari id (``mujoco/hopper/medium-v0``)
+    refers to, if any: the last ``/``-separated part that starts with a body's name."""
+    for part in reversed(name.lower().split("/")):
+        task = next((t for body, t in LOCOMOTION_TASKS.items() if part.startswith(body)), None)
+        if task is not None:
+            return task
+    return None
 
 
 def locomotion_dataset_names() -> tuple[str, ...]:
