@@ -14,18 +14,12 @@ chosen from this table; ``results/maze2d.md`` reports them on seed 0.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 from pathlib import Path
 from typing import Any
 
-import jax
 from closed_loop import cell, score
-from reproduce import config_path, planning_cost, train_or_reuse
+from reproduce import config_path, planning_cost, record_or_render, train_or_reuse
 
-from planner.provenance import git_revision
-
-RESULTS = Path("results")
 SETTINGS: dict[str, list[str]] = {  # name -> overrides of the config file's plan and eval
     "config: MPC every 50, warm start 8, pursuit 0.2, walls guide, shortest of 4": [],
     "one candidate": ["plan.n_candidates=1", "plan.objectives=[]"],
@@ -98,21 +92,12 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument("--render-only", action="store_true")
     args = parser.parse_args()
-    json_path = RESULTS / "hierarchy_settings.json"
-    if args.render_only:
-        record = json.loads(json_path.read_text())
-    else:
-        record = {
-            "tasks": args.tasks,
-            "seed": args.seed,
-            "mazes": [measure(task, args.seed, args.episodes) for task in args.tasks],
-            "git_revision": git_revision(),
-            "device": jax.devices()[0].platform,
-            "machine": platform.platform(),
-        }
-        json_path.write_text(json.dumps(record, indent=2) + "\n")
-    (RESULTS / "hierarchy_settings.md").write_text(markdown(record))
-    print(f"wrote {RESULTS / 'hierarchy_settings.md'}")
+
+    def measure_all() -> dict[str, Any]:
+        mazes = [measure(task, args.seed, args.episodes) for task in args.tasks]
+        return {"tasks": args.tasks, "seed": args.seed, "mazes": mazes}
+
+    record_or_render("hierarchy_settings", args.render_only, measure_all, markdown)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ import platform
 import re
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +115,31 @@ KNOBS: dict[str, list[str]] = {
         "eval.warm_start_level=16",
     ],
 }
+
+
+def record_or_render(
+    stem: str,
+    render_only: bool,
+    measure: Callable[[], dict[str, Any]],
+    markdown: Callable[[dict[str, Any]], str],
+) -> None:
+    """``results/<stem>.json``: what ``measure()`` returns with the git revision, device and
+    machine added (with ``render_only``: the stored one), rendered by ``markdown`` to
+    ``results/<stem>.md``."""
+    json_path = RESULTS / f"{stem}.json"
+    if render_only:
+        record = json.loads(json_path.read_text())
+    else:
+        record = {
+            **measure(),
+            "git_revision": git_revision(),
+            "device": jax.devices()[0].platform,
+            "machine": platform.platform(),
+        }
+        json_path.write_text(json.dumps(record, indent=2) + "\n")
+    markdown_path = RESULTS / f"{stem}.md"
+    markdown_path.write_text(markdown(record))
+    print(f"wrote {markdown_path}")
 
 
 def config_path(task: str, model: str) -> Path:
