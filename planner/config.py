@@ -346,6 +346,15 @@ class EvalConfig:
         "at the plan's speed, so an agent lagging its plan still turns where the plan turns.",
         gt=0,
     )
+    route_reach: float | None = _field(
+        None,
+        "Maze2D: when the goal is farther than this (metres along the shortest free route "
+        "around the maze's walls and the plan's obstacles), plan toward the point this far "
+        "along that route instead, and toward the goal once it is within reach. For goals "
+        "beyond what one plan can cover, such as detours around a new obstacle. null: always "
+        "plan to the goal.",
+        gt=0,
+    )
     batch_size: int = _field(25, "Episodes planned and simulated together.", ge=1)
 
 

@@ -34,7 +34,7 @@ from planner.checkpoints import (
     restore_checkpoint,
     save_checkpoint,
 )
-from planner.config import Config, ConfigError, config_to_dict, save_config
+from planner.config import Config, config_to_dict, save_config
 from planner.data.attributes import attributes_from_specs
 from planner.data.episodes import Episodes
 from planner.data.normalize import Normalizer
@@ -184,15 +184,13 @@ def check_declared_dims(config: Config, episodes: Episodes) -> None:
     """Refuse ``data.position_dims`` / ``velocity_dims`` outside the data's observations
     before training (planning would refuse them later)."""
     data = config.data
-    try:
-        declared_layout(
-            episodes.actions.shape[1],
-            episodes.observations.shape[1],
-            data.position_dims,
-            data.velocity_dims,
-        )
-    except ValueError as error:
-        raise ConfigError(f"{episodes.name}: data.position_dims / velocity_dims: {error}") from None
+    declared_layout(
+        episodes.actions.shape[1],
+        episodes.observations.shape[1],
+        data.position_dims,
+        data.velocity_dims,
+        episodes.name,
+    )
 
 
 def _loop(

@@ -8,21 +8,28 @@ For each maze the jumpy run of ``make reproduce-maze2d`` (``runs/maze2d-<task>-j
 trained here if missing) is evaluated under its config file's execution (``plan``: walls guide
 the subgoals, the shortest of 4 candidates is kept; ``eval``: MPC every 50 steps, warm start, path pursuit of the interpolated
 subgoals, goal latch) and under each alternative below, single-task and Multi2D, on the selection seed (1). The configs' settings were
-chosen from this table; ``results/maze2d.md`` reports them on seed 0.
+chosen from this table; ``results/maze2d.md`` reports them on seed 0. Mazes not named in
+``--tasks`` keep their stored rows (when stored with the same seed).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
 from closed_loop import cell, score
-from reproduce import config_path, planning_cost, record_or_render, train_or_reuse
+from reproduce import RESULTS, config_path, planning_cost, record_or_render, train_or_reuse
+
+from planner.provenance import git_revision
+
+STORED = RESULTS / "hierarchy_settings.json"
 
 SETTINGS: dict[str, list[str]] = {  # name -> overrides of the config file's plan and eval
     "config: MPC every 50, warm start 8, pursuit 0.2, walls guide, shortest of 4": [],
     "one candidate": ["plan.n_candidates=1", "plan.objectives=[]"],
+    "shortest of 16": ["plan.n_candidates=16"],
     "walls select (not guiding)": ["plan.walls=select"],
     "tracking in time instead of pursuit": ["eval.lookahead=null"],
     "replan every 25": ["eval.replan_every=25"],
@@ -52,7 +59,13 @@ def measure(task: str, seed: int, episodes: int) -> dict[str, Any]:
             for multi in (False, True)
         ]
         rows.append({"setting": name, "overrides": settings, "single": pair[0], "multi2d": pair[1]})
-    return {"task": task, "run_dir": str(run_dir), "training_overrides": overrides, "rows": rows}
+    return {
+        "task": task,
+        "run_dir": str(run_dir),
+        "training_overrides": overrides,
+        "git_revision": git_revision(),
+        "rows": rows,
+    }
 
 
 def markdown(record: dict[str, Any]) -> str:
@@ -60,7 +73,8 @@ def markdown(record: dict[str, Any]) -> str:
         "# Executing hierarchical plans: settings (selection seed)",
         "",
         f"Made by `python scripts/hierarchy_settings.py --tasks {' '.join(record['tasks'])}`; "
-        f"git {record['git_revision']}, {record['device']}, {record['machine']}. Seed "
+        f"git {record['git_revision']} (the last command that wrote this page; each maze names "
+        f"its own), {record['device']}, {record['machine']}. Seed "
         f"{record['seed']} (the selection seed; results/maze2d.md reports seed 0), "
         "normalized score (D4RL references) ± standard error; the jumpy run of each maze at the "
         "`cpu` budget. *s / plan*: policy wall time per plan, 25 episodes batched.",
@@ -69,7 +83,7 @@ def markdown(record: dict[str, Any]) -> str:
         lines += [
             "",
             f"## {maze['task']} (`{maze['run_dir']}`, {maze['rows'][0]['single']['episodes']} "
-            "episodes per cell)",
+            f"episodes per cell, git {maze.get('git_revision', record['git_revision'])})",
             "",
             "| execution | single-task | success | Multi2D | success | plans / episode | s / plan |",
             "|---|---|---|---|---|---|---|",
@@ -94,8 +108,13 @@ def main() -> None:
     args = parser.parse_args()
 
     def measure_all() -> dict[str, Any]:
-        mazes = [measure(task, args.seed, args.episodes) for task in args.tasks]
-        return {"tasks": args.tasks, "seed": args.seed, "mazes": mazes}
+        """The mazes asked for, measured now, and the stored mazes of the same seed kept."""
+        stored = json.loads(STORED.read_text()) if STORED.exists() else {}
+        kept = [maze for maze in stored.get("mazes", []) if stored.get("seed") == args.seed]
+        mazes = {maze["task"]: maze for maze in kept}
+        mazes |= {task: measure(task, args.seed, args.episodes) for task in args.tasks}
+        ordered = [mazes[task] for task in ("umaze", "medium", "large") if task in mazes]
+        return {"tasks": [maze["task"] for maze in ordered], "seed": args.seed, "mazes": ordered}
 
     record_or_render("hierarchy_settings", args.render_only, measure_all, markdown)
 

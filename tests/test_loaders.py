@@ -132,7 +132,9 @@ def test_leaving_the_goal_ends_an_episode():
 
 def test_minari_round_trip(umaze_arrays):
     episodes = make_episodes("maze2d-umaze-v1", {k: v[:3000] for k, v in umaze_arrays.items()})
-    write_minari(episodes, "planner/umaze-test-v0", "planner/maze2d-umaze-v1", "test data")
+    write_minari(
+        episodes, "planner/umaze-test-v0", "planner/maze2d-umaze-v1", "test data", "waypoints"
+    )
     loaded = load_minari("planner/umaze-test-v0", expected_dims=(4, 2))
     np.testing.assert_array_equal(loaded.observations, episodes.observations)
     np.testing.assert_array_equal(loaded.actions, episodes.actions)

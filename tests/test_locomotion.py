@@ -88,7 +88,9 @@ def test_the_body_a_dataset_name_refers_to(name, body):
 def test_a_local_minari_locomotion_dataset_trains_as_its_body(tiny_hopper_file):
     """A Minari id such as mujoco/hopper/medium-v0 is evaluated in Hopper and loads with
     Hopper's dimensions (a tiny dataset written locally: nothing is downloaded)."""
-    write_minari(load_d4rl(tiny_hopper_file), "mujoco/hopper/tiny-v0", "Hopper-v5", "test")
+    write_minari(
+        load_d4rl(tiny_hopper_file), "mujoco/hopper/tiny-v0", "Hopper-v5", "test", "tiny policy"
+    )
     config = load_config(
         "configs/hopper-medium.yaml", ["data.source=minari", "data.dataset=mujoco/hopper/tiny-v0"]
     )

@@ -16,7 +16,7 @@ from planner.cli import main
 from planner.data.normalize import Normalizer
 from planner.energies.terms import CONSTRAINT_TYPES, Layout, terms_from_specs
 from planner.planning.maze import blocked_positions, executability, executability_text
-from planner.planning.planner import Planner, inpainting, shift_plan
+from planner.planning.planner import Planner, best_candidates, inpainting, shift_plan
 from planner.planning.run import load_run
 from planner.runtime import compile_events
 
@@ -197,6 +197,14 @@ def test_new_starts_goals_and_obstacle_positions_compile_nothing(runs):
 def test_shift_plan_advances_and_pads_with_the_last_row():
     plan = np.arange(5, dtype=np.float32)[:, None].repeat(2, axis=1)
     np.testing.assert_array_equal(shift_plan(plan, 2)[:, 0], [2, 3, 4, 4, 4])
+
+
+def test_a_diverged_candidate_is_never_chosen_over_one_that_did_not_diverge():
+    trajectories = np.zeros((3, 3, 4, 2), np.float32)
+    trajectories[0, 0, 2, 1] = np.nan  # query 0: the lowest-ranked candidate diverged
+    trajectories[2] = np.inf  # query 2: every candidate diverged
+    ranking = np.array([[0.0, 2.0, 1.0], [np.nan, 3.0, 4.0], [1.0, 0.0, 2.0]])
+    np.testing.assert_array_equal(best_candidates(ranking, trajectories), [2, 1, 0])
 
 
 def test_pass_through_violation_is_zero_only_when_the_region_is_visited_in_time():

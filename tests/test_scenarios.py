@@ -20,8 +20,10 @@ from planner.eval.scenarios import (
     markdown_section,
     method_config,
     run_scenario,
+    scoring_terms,
 )
 from planner.planning.build import build_planner
+from planner.planning.maze import route_exists
 from planner.planning.run import load_run
 from planner.training import train
 
@@ -77,6 +79,12 @@ def test_every_shipped_scenario_builds_every_setting_and_plans(path, tiny_world,
             for choice in method.choices:
                 config = method_config(run, scenario, layout, method, choice, 2, 0)
                 planner, _, _ = build_planner(run, config, task)
+        # a layout named "blocked" leaves no route to the goal; every other one leaves one (a
+        # box that stops short of a corridor's walls would leave a gap and fail this)
+        terms, _ = scoring_terms(runs[scenario.run], scenario, layout, task)
+        start = np.asarray(layout.start or scenario.start or task.eval_goal, float)
+        routed = route_exists(task, start, task.eval_goal, terms, runs[scenario.run].layout)
+        assert routed == (layout.name != "blocked"), layout.name
     layout = scenario.layouts[0]
     start = np.array([*(layout.start or scenario.start or task.eval_goal), 0, 0])
     goal = task.eval_goal[None] if config.plan.impose_goal else None

@@ -157,6 +157,8 @@ def bucket(indices: np.ndarray, batch: int) -> np.ndarray:
 
 
 RouteCheck = Callable[[np.ndarray, np.ndarray], np.ndarray]
+# (observations [Q, O], goals [Q, P], episode step) -> the points [Q, P] to plan toward
+TargetFn = Callable[[np.ndarray, np.ndarray, int], np.ndarray]
 
 
 def receding_horizon_policy(
@@ -246,6 +248,27 @@ def receding_horizon_policy(
     return Policy(init, act)
 
 
+def toward_targets(plan_fn: PlanFn, targets: TargetFn) -> PlanFn:
+    """``plan_fn`` planning toward ``targets(observations, goals, step)`` instead of the goals:
+    intermediate points on the way to goals that one plan cannot reach. A query whose target is
+    not its goal has the target imposed on its last row only, not from a pinned arrival."""
+
+    def plan(episodes, replans, observations, goals, arrival, previous, step):
+        aims = np.asarray(targets(observations, goals, step), goals.dtype)
+        if arrival is not None:
+            intermediate = np.any(aims != goals, axis=1)
+            arrival = np.where(intermediate, previous.shape[1] - 1, arrival)
+        return plan_fn(episodes, replans, observations, aims, arrival, previous, step)
+
+    return plan
+
+
+def stage_start(stages: Mapping[int, Any], step: int) -> int:
+    """The key of ``stages`` (each keyed by the episode step from which it holds; key 0
+    required) in force at ``step``."""
+    return max(start for start in stages if start <= step)
+
+
 def planner_plan_fn(
     planners: Mapping[int, Planner],
     warm_start_level: int | None,
@@ -261,7 +284,6 @@ def planner_plan_fn(
     if 0 not in planners:
         raise ValueError("planners need one for step 0")
     root = jax.random.key(seed)
-    starts = sorted(planners)
     warm = {
         step: None if warm_start_level is None else planner.warm_started(warm_start_level)
         for step, planner in planners.items()
@@ -271,7 +293,7 @@ def planner_plan_fn(
         keys = jax.vmap(lambda e, r: jax.random.fold_in(jax.random.fold_in(root, e), r))(
             jnp.asarray(episodes), jnp.asarray(replans)
         )
-        stage = max(start for start in starts if start <= step)
+        stage = stage_start(planners, step)
         warm_start = previous is not None and warm[stage] is not None
         chosen = warm[stage] if warm_start else planners[stage]
         plans = chosen.plan(

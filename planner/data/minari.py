@@ -69,9 +69,12 @@ def _split_observations(observations: Any, dataset_id: str) -> tuple[np.ndarray,
     return np.concatenate(parts, axis=1), {}
 
 
-def write_minari(episodes: Episodes, dataset_id: str, env_id: str, description: str) -> Any:
+def write_minari(
+    episodes: Episodes, dataset_id: str, env_id: str, description: str, algorithm: str
+) -> Any:
     """Create a local Minari dataset holding ``episodes``, recorded as collected in the
-    registered Gymnasium env ``env_id`` (e.g. ``planner/maze2d-umaze-v1``).
+    registered Gymnasium env ``env_id`` (e.g. ``planner/maze2d-umaze-v1``) by the policy named
+    ``algorithm``.
 
     The ``T + 1``-th observation of an episode is the next episode's first observation when the
     stream is continuous (as in regenerated Maze2D), else a repeat of the last one.
@@ -94,7 +97,7 @@ def write_minari(episodes: Episodes, dataset_id: str, env_id: str, description: 
         buffer,
         env=env_id,
         eval_env=env_id,
-        algorithm_name="planner Maze2D waypoint controller",
+        algorithm_name=algorithm,
         author="planner",
         author_email="planner@localhost",
         code_permalink=f"planner@{git_revision()}",

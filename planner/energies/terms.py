@@ -18,6 +18,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from planner.config import ConfigError
 from planner.data.normalize import Normalizer
 from planner.energies.base import Term, term
 
@@ -66,19 +67,23 @@ def declared_layout(
     observation_dim: int,
     position_dims: Sequence[int] | None = None,
     velocity_dims: Sequence[int] | None = None,
+    where: str = "config",
 ) -> Layout:
     """The layout a run's ``data.position_dims`` / ``data.velocity_dims`` declare; ``None``
     takes Maze2D's ``[0, 1]`` / ``[2, 3]``, those of them inside the observation. Raises
-    ``ValueError`` for a declared index outside the observation."""
+    ``ConfigError`` (prefixed by ``where``) for a declared index outside the observation."""
 
     def dims(declared: Sequence[int] | None, maze2d: tuple[int, ...]) -> tuple[int, ...]:
         if declared is None:
             return tuple(i for i in maze2d if i < observation_dim)
         return tuple(declared)
 
-    return Layout(
-        action_dim, observation_dim, dims(position_dims, (0, 1)), dims(velocity_dims, (2, 3))
-    )
+    try:
+        return Layout(
+            action_dim, observation_dim, dims(position_dims, (0, 1)), dims(velocity_dims, (2, 3))
+        )
+    except ValueError as error:
+        raise ConfigError(f"{where}: data.position_dims / velocity_dims: {error}") from None
 
 
 def _array(value: Sequence[float] | float, length: int | None = None) -> jax.Array:

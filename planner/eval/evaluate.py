@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from planner.config import Config, EvalConfig
-from planner.control.policies import Policy, ReplanRule, planner_plan_fn, receding_horizon_policy
+from planner.control.policies import (
+    Policy,
+    ReplanRule,
+    TargetFn,
+    planner_plan_fn,
+    receding_horizon_policy,
+    stage_start,
+    toward_targets,
+)
+from planner.energies.terms import Layout
 from planner.envs.maze2d import GOAL_RADIUS, MazeTask, Obstacle, normalized_score
 from planner.eval.rollouts import Rollouts, run_episodes
 from planner.planning.build import build_planner
-from planner.planning.maze import PlanRequestError, route_exists
-from planner.planning.planner import appearance_steps
+from planner.planning.maze import PlanRequestError, Routes, route_exists, routes_to
+from planner.planning.planner import Planner, appearance_steps
 from planner.planning.run import TrainedRun
 
 
@@ -52,8 +61,34 @@ def make_policy(run: TrainedRun, config: Config, task: MazeTask) -> Policy:
             for start, goal in zip(observations[:, position], goals, strict=True)
         ])  # fmt: skip
 
+    if settings.route_reach is not None:
+        targets = route_targets(task, planners, run.layout, settings.route_reach)
+        plan_fn = toward_targets(plan_fn, targets)
     rule = replan_rule(settings, appearances)
     return receding_horizon_policy(plan_fn, run.layout, rule, routes, settings.lookahead)
+
+
+def route_targets(
+    task: MazeTask, planners: Mapping[int, Planner], layout: Layout, reach: float
+) -> TargetFn:
+    """Targets ``reach`` metres along the shortest free route from each observation to its goal,
+    around the walls and the obstacles in force at the step (``planners[s]``'s terms from step
+    ``s``); the goal itself once it is within reach. Routes are computed once per goal and
+    stage."""
+    computed: dict[tuple, Routes] = {}
+    position = list(layout.position)
+
+    def targets(observations: np.ndarray, goals: np.ndarray, step: int) -> np.ndarray:
+        stage = stage_start(planners, step)
+        aims = []
+        for observation, goal in zip(observations, goals, strict=True):
+            key = (stage, *goal.tolist())
+            if key not in computed:
+                computed[key] = routes_to(task, goal, planners[stage].terms, layout)
+            aims.append(computed[key].target(observation[position], goal, reach))
+        return np.array(aims)
+
+    return targets
 
 
 def evaluate(

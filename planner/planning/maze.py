@@ -4,16 +4,19 @@ whether the simulator could execute a plan at all."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from scipy import ndimage
+from scipy import ndimage, sparse
+from scipy.sparse import csgraph
 
 from planner.energies.base import Term
 from planner.energies.terms import Layout, obstacle_term
 from planner.envs.maze2d import (
     GOAL_RADIUS,
+    POINT_RADIUS,
     STEP_SECONDS,
     VELOCITY_LIMIT,
     WALL_OFFSET,
@@ -79,6 +82,27 @@ def blocked_positions(terms: Sequence[Term], positions: np.ndarray, layout: Layo
     return blocked
 
 
+def free_grid(
+    task: MazeTask, terms: Sequence[Term], layout: Layout, clearance: float = GRID_RESOLUTION / 2
+) -> np.ndarray:
+    """``[X, Y]`` bool: which points of the maze's grid (``GRID_RESOLUTION`` apart from
+    ``-WALL_OFFSET``; index ``i`` is ``x = -WALL_OFFSET + i * GRID_RESOLUTION``) are free of
+    walls grown by ``clearance`` and of obstacle and bounds ``terms``. The default, half a grid
+    cell, keeps a gap of zero width between an obstacle and a wall from counting as free."""
+    rows, cols = task.walls.shape
+    xs = np.arange(-WALL_OFFSET, rows - WALL_OFFSET, GRID_RESOLUTION)
+    ys = np.arange(-WALL_OFFSET, cols - WALL_OFFSET, GRID_RESOLUTION)
+    grid = np.stack(np.meshgrid(xs, ys, indexing="ij"), axis=-1).reshape(-1, 2)
+    walls = inside_walls(task, grid, clearance)
+    return (~walls & ~blocked_positions(terms, grid, layout)).reshape(len(xs), len(ys))
+
+
+def grid_index(free: np.ndarray, point: np.ndarray) -> tuple[int, int]:
+    """The ``free_grid`` index nearest to ``point`` [2]."""
+    index = np.round((np.asarray(point, float) + WALL_OFFSET) / GRID_RESOLUTION).astype(int)
+    return tuple(np.clip(index, 0, np.array(free.shape) - 1).tolist())
+
+
 def route_exists(
     task: MazeTask,
     start: np.ndarray,
@@ -88,23 +112,71 @@ def route_exists(
 ) -> bool:
     """Whether free space (no wall, no obstacle, within bounds) connects ``start`` and ``goal``,
     on a grid of ``GRID_RESOLUTION``."""
-    rows, cols = task.walls.shape
-    xs = np.arange(-WALL_OFFSET, rows - WALL_OFFSET, GRID_RESOLUTION)
-    ys = np.arange(-WALL_OFFSET, cols - WALL_OFFSET, GRID_RESOLUTION)
-    grid = np.stack(np.meshgrid(xs, ys, indexing="ij"), axis=-1).reshape(-1, 2)
-    # walls grown by half a grid cell, so a gap of zero width between an obstacle and a wall
-    # does not count as a route
-    walls = inside_walls(task, grid, GRID_RESOLUTION / 2)
-    free = ~walls & ~blocked_positions(terms, grid, layout)
-    labels, _ = ndimage.label(free.reshape(len(xs), len(ys)))
+    free = free_grid(task, terms, layout)
+    labels, _ = ndimage.label(free)
+    start_label, goal_label = labels[grid_index(free, start)], labels[grid_index(free, goal)]
+    return bool(start_label != 0 and start_label == goal_label)
 
-    def label_of(point: np.ndarray) -> int:
-        i = int(np.clip(np.round((point[0] + WALL_OFFSET) / GRID_RESOLUTION), 0, len(xs) - 1))
-        j = int(np.clip(np.round((point[1] + WALL_OFFSET) / GRID_RESOLUTION), 0, len(ys) - 1))
-        return int(labels[i, j])
 
-    start_label, goal_label = label_of(start), label_of(goal)
-    return start_label != 0 and start_label == goal_label
+@dataclass(frozen=True)
+class Routes:
+    """Shortest routes through free space to one goal, on the grid of :func:`free_grid`
+    (8-connected): ``distance`` [X, Y] metres to the goal (inf where no route), ``toward``
+    [X * Y] the next grid point (flat index) on the way (-9999 at the goal and where no route).
+    """
+
+    free: np.ndarray
+    distance: np.ndarray
+    toward: np.ndarray
+
+    def path(self, start: np.ndarray) -> np.ndarray:
+        """``[K, 2]`` grid points from the one nearest ``start`` to the goal; ``[0, 2]`` when
+        no route connects them."""
+        here = np.ravel_multi_index(grid_index(self.free, start), self.free.shape)
+        if not np.isfinite(self.distance.flat[here]):
+            return np.zeros((0, 2))
+        visited = [here]
+        while self.toward[visited[-1]] >= 0:
+            visited.append(self.toward[visited[-1]])
+        cells = np.stack(np.unravel_index(visited, self.free.shape), axis=1)
+        return cells * GRID_RESOLUTION - WALL_OFFSET
+
+    def target(self, start: np.ndarray, goal: np.ndarray, reach: float) -> np.ndarray:
+        """``[2]`` the point ``reach`` metres along the route from ``start`` to ``goal``; the
+        goal itself when it is within reach or no route connects them."""
+        path = self.path(start)
+        lengths = np.cumsum(np.linalg.norm(np.diff(path, axis=0), axis=1))
+        if len(path) == 0 or lengths[-1] <= reach:
+            return np.asarray(goal, float)
+        return path[1 + np.searchsorted(lengths, reach)]
+
+
+def routes_to(task: MazeTask, goal: np.ndarray, terms: Sequence[Term], layout: Layout) -> Routes:
+    """:class:`Routes` to ``goal`` [2] around the maze's walls and the obstacle and bounds
+    ``terms`` (Dijkstra on the free grid), for the centre of the point mass: at least its
+    radius from the walls."""
+    free = free_grid(task, terms, layout, POINT_RADIUS + GRID_RESOLUTION / 2)
+    index = np.arange(free.size).reshape(free.shape)
+    sources, targets, lengths = [], [], []
+    for di, dj in ((0, 1), (1, 0), (1, 1), (1, -1)):
+        here = (slice(0, free.shape[0] - di), slice(max(0, -dj), free.shape[1] - max(0, dj)))
+        there = (slice(di, None), slice(max(0, dj), free.shape[1] + min(0, dj)))
+        both = free[here] & free[there]
+        sources.append(index[here][both])
+        targets.append(index[there][both])
+        lengths.append(np.full(both.sum(), GRID_RESOLUTION * np.hypot(di, dj)))
+    graph = sparse.coo_matrix(
+        (np.concatenate(lengths), (np.concatenate(sources), np.concatenate(targets))),
+        shape=(free.size, free.size),
+    ).tocsr()
+    goal_index = np.ravel_multi_index(grid_index(free, goal), free.shape)
+    if not free.flat[goal_index]:
+        empty = np.full(free.size, np.inf)
+        return Routes(free, empty.reshape(free.shape), np.full(free.size, -9999))
+    distance, toward = csgraph.dijkstra(
+        graph, directed=False, indices=goal_index, return_predecessors=True
+    )
+    return Routes(free, distance.reshape(free.shape), toward)
 
 
 def segment_points(positions: np.ndarray, samples: int = SEGMENT_SAMPLES) -> np.ndarray:

@@ -158,6 +158,15 @@ def shift_plan(plan: np.ndarray, executed: np.ndarray | int) -> np.ndarray:
     return np.take_along_axis(plan, rows[..., None], axis=-2)
 
 
+def best_candidates(ranking: np.ndarray, trajectories: np.ndarray) -> np.ndarray:
+    """``[Q]`` the index of each query's lowest-ranked candidate, from ``ranking`` [Q, N] and
+    the candidates ``trajectories`` [Q, N, H, D]. A candidate whose sampling diverged (a
+    non-finite entry) or whose rank is NaN comes last, so it is chosen only when every
+    candidate of its query did the same."""
+    diverged = ~np.isfinite(trajectories).all(axis=(2, 3)) | np.isnan(ranking)
+    return np.argmin(np.where(diverged, np.inf, ranking), axis=1)
+
+
 @jax.jit
 def _score(terms: tuple[Term, ...], trajectories: jax.Array) -> tuple[jax.Array, ...]:
     """``(energies [B, K], total [B], violations [B, C])`` of final plans (noise level 0)."""
@@ -279,6 +288,7 @@ class Planner:
         )  # fmt: skip
         trajectories = interpolate_rows(self.normalizer.unnormalize(result.trajectories), self.jump)
         energies, total, violated = map(np.asarray, _score(self.terms, trajectories))
+        trajectories = np.asarray(trajectories)
         names = tuple(term.name for term in self.terms)
         ranking = energies[:, names.index("value")] if self.select == "value" else total
 
@@ -286,11 +296,11 @@ class Planner:
             return array.reshape(queries, n_candidates, *array.shape[1:])
 
         return Plans(
-            trajectories=per_query(np.asarray(trajectories)),
+            trajectories=per_query(trajectories),
             energies=per_query(energies),
             total=per_query(total),
             violations=per_query(violated),
-            best=np.argmin(per_query(ranking), axis=1),
+            best=best_candidates(per_query(ranking), per_query(trajectories)),
             acceptance=per_query(np.asarray(result.acceptance)),
             term_names=names,
             hard_names=tuple(term.name for term in hard_terms(self.terms)),

@@ -13,7 +13,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from planner.checkpoints import CheckpointError, checkpoint_manager, read_record
-from planner.config import Config, ConfigError, config_from_dict
+from planner.config import Config, config_from_dict
 from planner.data.episodes import expected_dimensions
 from planner.data.normalize import Normalizer
 from planner.diffusion.denoisers import Denoiser, in_precision, network_denoiser
@@ -152,12 +152,13 @@ def load_run(run_dir: str | Path, step: int | None = None) -> TrainedRun:
         if dims is None:
             raise CheckpointError(f"{run_dir}: checkpoint does not say its action dimension")
         action_dim = dims[1]
-    try:
-        data = config.data
-        layout = declared_layout(
-            action_dim, transition_dim - action_dim, data.position_dims, data.velocity_dims
-        )
-    except ValueError as error:
-        raise ConfigError(f"{run_dir}: data.position_dims / velocity_dims: {error}") from None
+    data = config.data
+    layout = declared_layout(
+        action_dim,
+        transition_dim - action_dim,
+        data.position_dims,
+        data.velocity_dims,
+        str(run_dir),
+    )
     params = restored["state"]["ema_params"]
     return TrainedRun(run_dir, config, record["kind"], step, params, normalizer, layout)
