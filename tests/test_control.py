@@ -9,12 +9,15 @@ from planner.control.policies import (
     planned_arrival,
     planner_plan_fn,
     receding_horizon_policy,
+    toward_targets,
 )
 from planner.control.tracking import hold_actions, pursuit_actions, tracking_actions
 from planner.data.normalize import Normalizer
 from planner.energies.terms import Layout
 from planner.envs.maze2d import get_maze_task
+from planner.eval.evaluate import make_policy
 from planner.planning.build import build_planner, plan_config
+from planner.planning.maze import routes_to
 from planner.planning.planner import inpainting
 from planner.planning.run import load_run
 from planner.runtime import compile_events
@@ -267,3 +270,37 @@ def test_mpc_with_the_trained_planner_compiles_once_per_replan_size(tiny_runs, n
             _, state, _ = policy.act(state, starts)
     assert not [event for event, _ in events if event.endswith("backend_compile_duration")]
     assert state.replans.tolist() == [3, 3, 3]
+
+
+def test_toward_targets_plans_to_the_targets_and_unpins_the_intermediate_ones():
+    calls, asked = [], []
+
+    def targets(observations, goals, step):
+        asked.append(step)
+        return np.where(observations[:, :1] < 1.0, [[1.0, 0.0]], goals)  # far: go to (1, 0)
+
+    policy = receding_horizon_policy(
+        toward_targets(straight_line_planner(calls), targets), LAYOUT, ReplanRule(every=4)
+    )
+    goals = np.array([[3.0, 0.0], [3.0, 0.0]])
+    state = policy.init(np.array([0, 1]), np.stack([observation(0, 0), observation(2, 0)]), goals)
+    positions = state.plans[:, -1, 2:4]
+    np.testing.assert_allclose(positions, [[1.0, 0.0], [3.0, 0.0]])  # episode 0 aims at (1, 0)
+    np.testing.assert_allclose(state.goals, goals)  # the goals themselves are kept
+    arrival = int(state.arrival[1])
+    for _ in range(5):  # the replan at step 4
+        _, state, _ = policy.act(state, np.stack([observation(0, 0), observation(2, 0)]))
+    # at the replan, the intermediate target goes on the last row; the goal stays pinned
+    assert calls[1]["arrival"] == [HORIZON - 1, arrival - 4] and asked == [0, 4]
+
+
+def test_route_reach_plans_toward_the_point_that_far_along_the_route(tiny_runs):
+    run = load_run(tiny_runs / "diffusion")
+    overrides = ["plan.method=ddim", "plan.n_steps=2", "eval.policy=mpc", "eval.replan_every=2"]
+    config = plan_config(run, None, [*overrides, "eval.route_reach=1.5"], ("plan", "eval"))
+    task = get_maze_task(config.data.dataset)
+    start, goal = np.array([[3.0, 1.0, 0.0, 0.0]]), task.eval_goal[None]
+    state = make_policy(run, config, task).init(np.arange(1), start, goal)
+    target = routes_to(task, goal[0], [], run.layout).target(start[0, :2], goal[0], 1.5)
+    np.testing.assert_allclose(state.plans[0, -1, 2:4], target, atol=1e-4)  # imposed
+    assert np.linalg.norm(target - goal[0]) > 1.0  # ... and not the goal

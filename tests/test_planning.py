@@ -15,7 +15,13 @@ import yaml
 from planner.cli import main
 from planner.data.normalize import Normalizer
 from planner.energies.terms import CONSTRAINT_TYPES, Layout, terms_from_specs
-from planner.planning.maze import blocked_positions, executability, executability_text
+from planner.planning.maze import (
+    blocked_positions,
+    executability,
+    executability_text,
+    inside_walls,
+    routes_to,
+)
 from planner.planning.planner import Planner, best_candidates, inpainting, shift_plan
 from planner.planning.run import load_run
 from planner.runtime import compile_events
@@ -259,3 +265,30 @@ def test_executability_flags_jumps_and_steps_through_walls_and_obstacles(umaze):
     assert not blocked_positions([box], knots, MAZE_LAYOUT).any()
     report = executability(umaze, knots, np.array([3.0, 3.0]), [box], MAZE_LAYOUT)
     assert report["steps_through_obstacles"] == 1 and not report["executable"]
+
+
+def test_routes_go_around_obstacles_and_targets_lie_along_them(umaze):
+    start, goal = np.array([3.0, 1.0]), np.array([1.0, 1.0])
+    pillar, wall_to_wall = terms_from_specs(
+        [
+            {"type": "circle", "center": [1.9, 3.0], "radius": 0.2},
+            {"type": "box", "low": [1.5, 2.2], "high": [2.1, 3.4]},
+        ],
+        MAZE_LAYOUT,
+        CONSTRAINT_TYPES,
+        "c",
+    )
+    path = routes_to(umaze, goal, [pillar], MAZE_LAYOUT).path(start)
+    np.testing.assert_allclose(path[[0, -1]], [start, goal], atol=0.03)
+    assert not blocked_positions([pillar], path, MAZE_LAYOUT).any()
+    assert not inside_walls(umaze, path, 0.1).any()  # the point mass's radius from the walls
+    assert np.linalg.norm(np.diff(path, axis=0), axis=1).max() <= 0.08  # grid neighbours
+    length = np.linalg.norm(np.diff(path, axis=0), axis=1).sum()
+    assert 4.0 < length < 6.0  # along the U, not across the middle wall
+    routes = routes_to(umaze, goal, [pillar], MAZE_LAYOUT)
+    target = routes.target(start, goal, 1.5)
+    assert np.isclose(np.linalg.norm(target - start), 1.5, atol=0.1)  # the bottom corridor
+    np.testing.assert_array_equal(routes.target(start, goal, 10.0), goal)  # within reach
+    blocked = routes_to(umaze, goal, [wall_to_wall], MAZE_LAYOUT)
+    assert len(blocked.path(start)) == 0
+    np.testing.assert_array_equal(blocked.target(start, goal, 1.5), goal)

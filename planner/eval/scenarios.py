@@ -506,12 +506,13 @@ def markdown_section(record: Mapping[str, Any], notes: str = "") -> str:
         "",
         f"`{record['config']}`; {record['episodes']} episodes per row (evaluation and plan seed "
         f"{record['seed']}); {choices}device {record['device']}; runs {', '.join(runs)}. "
-        f"Start {record['start'] or 'a random free cell'} ± 0.1.",
+        f"Start {record['start'] or 'a random free cell'} ± 0.1 unless a layout names its own.",
         "",
     ]
     for layout in record["layouts"]:
         rows = [row for row in record["rows"] if row["layout"] == layout["name"]]
-        lines += [f"**{layout['name']}**: {layout['note']}".rstrip(": "), ""]
+        own_start = f" (start {layout['start']} ± 0.1)" if layout.get("start") else ""
+        lines += [f"**{layout['name']}**{own_start}: {layout['note']}".rstrip(": "), ""]
         specified = layout.get("require") or layout.get("exclude")
         table = _specification_table(rows) if specified else _obstacle_table(rows)
         lines += [*table, ""]
