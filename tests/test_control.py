@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from planner.config import ConfigError
 from planner.control.policies import (
     ReplanRule,
     bucket,
@@ -304,3 +305,6 @@ def test_route_reach_plans_toward_the_point_that_far_along_the_route(tiny_runs):
     target = routes_to(task, goal[0], [], run.layout).target(start[0, :2], goal[0], 1.5)
     np.testing.assert_allclose(state.plans[0, -1, 2:4], target, atol=1e-4)  # imposed
     assert np.linalg.norm(target - goal[0]) > 1.0  # ... and not the goal
+    open_loop = plan_config(run, None, ["eval.route_reach=1.5"], ("eval",))
+    with pytest.raises(ConfigError, match=r"eval\.policy: mpc"):
+        make_policy(run, open_loop, task)

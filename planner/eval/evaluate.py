@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from planner.config import Config, EvalConfig
+from planner.config import Config, ConfigError, EvalConfig
 from planner.control.policies import (
     Policy,
     ReplanRule,
@@ -48,6 +48,10 @@ def make_policy(run: TrainedRun, config: Config, task: MazeTask) -> Policy:
     if warm_level is not None and warm_level >= run.schedule.n_steps:
         raise PlanRequestError(
             f"eval.warm_start_level must be below the model's {run.schedule.n_steps} levels"
+        )
+    if settings.route_reach is not None and settings.policy != "mpc":
+        raise ConfigError(
+            "eval.route_reach moves the target on at each replan: use eval.policy: mpc"
         )
     planners = {0: build_planner(run, config, task)[0]}  # checks the constraints
     appearances = appearance_steps(plan.constraints)
