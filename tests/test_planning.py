@@ -289,6 +289,7 @@ def test_routes_go_around_obstacles_and_targets_lie_along_them(umaze):
     target = routes.target(start, goal, 1.5)
     assert np.isclose(np.linalg.norm(target - start), 1.5, atol=0.1)  # the bottom corridor
     np.testing.assert_array_equal(routes.target(start, goal, 10.0), goal)  # within reach
+    np.testing.assert_array_equal(routes.target(goal, goal, 1.5), goal)  # already there
     blocked = routes_to(umaze, goal, [wall_to_wall], MAZE_LAYOUT)
     assert len(blocked.path(start)) == 0
     np.testing.assert_array_equal(blocked.target(start, goal, 1.5), goal)

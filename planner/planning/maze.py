@@ -143,10 +143,11 @@ class Routes:
 
     def target(self, start: np.ndarray, goal: np.ndarray, reach: float) -> np.ndarray:
         """``[2]`` the point ``reach`` metres along the route from ``start`` to ``goal``; the
-        goal itself when it is within reach or no route connects them."""
+        goal itself when it is within reach (``start`` on the goal's grid point included) or no
+        route connects them."""
         path = self.path(start)
         lengths = np.cumsum(np.linalg.norm(np.diff(path, axis=0), axis=1))
-        if len(path) == 0 or lengths[-1] <= reach:
+        if len(path) < 2 or lengths[-1] <= reach:
             return np.asarray(goal, float)
         return path[1 + np.searchsorted(lengths, reach)]
 
