@@ -258,7 +258,12 @@ class PlanConfig:
     method: Literal["ddpm", "ddim"] = _field("ddpm", "Sampler: ddpm (the reference) or ddim.")
     n_steps: int | None = _field(None, "DDIM noise levels; null = every level.", ge=1)
     eta: float = _field(0.0, "DDIM stochasticity (1 with every level = DDPM).", ge=0)
-    noise_scale: float = _field(1.0, "Multiplier of the per-step sampling noise.", ge=0)
+    noise_scale: float = _field(
+        1.0,
+        "Sampling temperature: multiplies the initial noise and every step's noise (1 = the "
+        "reference; below 1 samples nearer the model's mode).",
+        ge=0,
+    )
     corrector: Literal["none", "ula", "mala", "hmc"] = _field(
         "none", "MCMC corrector at every level; mala needs an energy-parameterized model."
     )

@@ -36,6 +36,17 @@ SETTINGS: dict[str, list[str]] = {  # name -> overrides of the config file's pla
     "4 candidates, gradient scale 1.0": [
         f"plan.objectives=[{VALUE}, scale: 1.0, n_guide_steps: 2}}]",
     ],
+    "config at temperature 0.5 (initial and step noise halved)": ["plan.noise_scale=0.5"],
+    "1 deterministic plan (temperature 0), 2 value-gradient steps per level": [
+        "plan.noise_scale=0",
+        "plan.n_candidates=1",
+    ],
+    "1 deterministic plan (temperature 0), no value": [
+        "plan.noise_scale=0",
+        "plan.n_candidates=1",
+        "plan.select=energy",
+        "plan.objectives=[]",
+    ],
 }
 
 

@@ -113,6 +113,17 @@ def test_ddim_with_every_step_and_eta_one_matches_ddpm_in_distribution():
     assert abs(ddpm.var() - ddim.var()) < 4 * 0.36 * np.sqrt(4 / N_SAMPLES)
 
 
+def test_noise_scale_is_a_temperature_of_deterministic_ddim():
+    # deterministic DDIM maps the initial noise z to about mu + s z for Gaussian data, so scaling
+    # the initial noise scales the samples' standard deviation; 0 draws the mean every time
+    model = gaussian(0.3, 0.6, FINE)
+    spec = EXACT.replace(method="ddim", n_steps=64)
+    half, _ = draw(spec.replace(noise_scale=0.5), model, seed=3, schedule=FINE)
+    assert_moments(half, 0.3, (0.5 * 0.6) ** 2, bias=0.05)
+    cold, _ = draw(spec.replace(noise_scale=0.0), model, seed=3, schedule=FINE)
+    np.testing.assert_allclose(cold, 0.3, atol=1e-3)
+
+
 def test_a_sample_does_not_depend_on_the_rest_of_the_batch():
     model = gaussian(0.3, 0.6)
     keys = jax.random.split(jax.random.key(2), 4)

@@ -17,6 +17,9 @@ batch, so planning 100 episodes at once gives the plans of planning them one by 
   ``target_accept``. Metropolis tests need the model's energy, so score models get ULA and
   unadjusted HMC only.
 - warm start: a previous plan is re-noised to ``start_level`` and denoised from there.
+- ``noise_scale`` is a sampling temperature: it multiplies the initial noise (or the warm start's
+  re-noising) and every step's noise; below 1 draws nearer the model's mode, 0 with deterministic
+  DDIM gives one plan per condition.
 
 Energy terms see trajectories in environment units (``normalizer.unnormalize``); ``noisy`` terms
 guide ``x_t`` before the model call and ``denoised`` terms guide the clean estimate after it. Shapes
@@ -64,7 +67,7 @@ class SamplerSpec:
     method: Literal["ddpm", "ddim"] = "ddpm"
     n_steps: int | None = None  # DDIM levels; None = every level
     eta: float = 0.0  # DDIM stochasticity
-    noise_scale: float = 1.0  # multiplies the per-step noise (1 = the reference)
+    noise_scale: float = 1.0  # temperature: multiplies the initial and per-step noise (1 = reference)
     clip_denoised: bool = True
     corrector: Literal["none", "ula", "mala", "hmc"] = "none"
     corrector_steps: int = 0
@@ -424,7 +427,7 @@ def _start(
     levels = sampling_levels(spec, schedule.n_steps)
     previous = np.append(levels[1:], -1).astype(np.int32)  # -1: the clean data
     init_keys, loop_keys = split_keys(keys, 2)
-    noise = _normal(init_keys, values)
+    noise = _normal(init_keys, values) * spec.noise_scale
     if warm_start is None:
         x = noise
     else:
