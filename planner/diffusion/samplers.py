@@ -67,7 +67,7 @@ class SamplerSpec:
     method: Literal["ddpm", "ddim"] = "ddpm"
     n_steps: int | None = None  # DDIM levels; None = every level
     eta: float = 0.0  # DDIM stochasticity
-    noise_scale: float = 1.0  # temperature: multiplies the initial and per-step noise (1 = reference)
+    noise_scale: float = 1.0  # temperature: scales the initial and per-step noise (1 = reference)
     clip_denoised: bool = True
     corrector: Literal["none", "ula", "mala", "hmc"] = "none"
     corrector_steps: int = 0
