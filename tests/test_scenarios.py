@@ -26,6 +26,7 @@ from planner.planning.build import build_planner
 from planner.planning.maze import route_exists
 from planner.planning.run import load_run
 from planner.training import train
+from planner.viz.scenarios import plot_scenario
 
 REPO = Path(__file__).resolve().parents[1]
 SCENARIOS = sorted((REPO / "configs" / "compose").glob("*.yaml"))
@@ -102,7 +103,8 @@ def test_a_scenario_runs_end_to_end_with_physical_obstacles(tiny_world, monkeypa
         methods=(plain, dataclasses.replace(guided, choices=choices)),
     )  # fmt: skip
     monkeypatch.chdir(tiny_world)
-    run_levels = load_run(scenario.run.dir).schedule.n_steps
+    run = load_run(scenario.run.dir)
+    run_levels = run.schedule.n_steps
     record = run_scenario(scenario, log=lambda *_: None)
     rollouts = record.pop("rollouts")
     assert [row["method"] for row in record["rows"]] == ["plain", "guidance"]
@@ -117,6 +119,8 @@ def test_a_scenario_runs_end_to_end_with_physical_obstacles(tiny_world, monkeypa
     json.dumps(record)  # the record is JSON-ready once the rollouts are taken out
     text = markdown_section(record, "A note.")
     assert "| plain |" in text and "A note." in text
+    task = find_maze_task(run.config.data.dataset)
+    assert plot_scenario(tmp_path / "scenario.png", task, record, rollouts).is_file()
 
 
 def test_a_blocked_route_is_reported_infeasible_and_the_policy_holds(tiny_world, monkeypatch):

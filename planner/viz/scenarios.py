@@ -81,7 +81,8 @@ def plot_scenario(
             else:
                 outcome = (f"clean success {row['clean_success_rate']:.0%}, "
                            f"collisions {row['collision_rate']:.1%}")  # fmt: skip
-            ax.set_title(f"{layout['name']} / {method}\n{outcome}", fontsize=8)
+            heading = textwrap.fill(f"{layout['name']} / {method}", width=48)  # a panel's width
+            ax.set_title(f"{heading}\n{outcome}", fontsize=8)
             ax.set_xlabel("")
             ax.set_ylabel("")
     title = f"{record['title']}: plans (dashed) and executed paths (solid)"
