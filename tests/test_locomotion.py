@@ -51,6 +51,14 @@ def test_simulator_observations_have_d4rl_dimensions(body):
     assert env.spec.max_episode_steps == 1000
 
 
+def test_making_a_halfcheetah_prints_no_settotalmass_notice(capfd):
+    import mujoco
+
+    LOCOMOTION_TASKS["halfcheetah"].make_env()
+    assert "settotalmass" not in "".join(capfd.readouterr())
+    assert mujoco.get_mju_user_warning() is None  # MuJoCo's own printing is restored
+
+
 def test_normalized_scores_use_d4rl_references():
     hopper = LOCOMOTION_TASKS["hopper"]
     assert hopper.normalized(-20.272305) == pytest.approx(0.0)

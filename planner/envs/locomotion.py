@@ -17,10 +17,13 @@ environment; it has no D4RL reference returns, so it is scored by raw returns. D
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
 import importlib
 import re
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -61,7 +64,8 @@ class LocomotionTask:
 
     def make_env(self) -> gym.Env:
         """A fresh simulator, limited to ``max_episode_steps``."""
-        return gym.make(self.gym_id, max_episode_steps=self.max_episode_steps)
+        with _without_settotalmass_notice():
+            return gym.make(self.gym_id, max_episode_steps=self.max_episode_steps)
 
     def normalized(self, returns: np.ndarray | float) -> np.ndarray:
         """D4RL normalized score of ``returns``; a ``ValueError`` for a task without D4RL
@@ -69,6 +73,30 @@ class LocomotionTask:
         if not self.has_d4rl_references:
             raise ValueError(f"{self.name}: no D4RL reference returns to normalize by")
         return normalized_score(returns, self.d4rl_ref_min, self.d4rl_ref_max)
+
+
+@contextlib.contextmanager
+def _without_settotalmass_notice() -> Iterator[None]:
+    """MuJoCo warns at every compile of Gymnasium's HalfCheetah model that its ``settotalmass``
+    attribute is deprecated (once per simulator, hundreds of lines in a data generation); drop
+    that one notice while a simulator is made and print every other MuJoCo warning as usual."""
+    import mujoco
+
+    previous = mujoco.get_mju_user_warning()
+
+    def warn(message: str) -> None:
+        if "settotalmass" in message:
+            return
+        if previous is None:
+            print(f"WARNING: {message}", file=sys.stderr)
+        else:
+            previous(message)
+
+    mujoco.set_mju_user_warning(warn)
+    try:
+        yield
+    finally:
+        mujoco.set_mju_user_warning(previous)
 
 
 # medium_return: one third of D4RL's expert return (D4RL's recipe for its "medium" policies).
