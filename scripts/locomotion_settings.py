@@ -8,18 +8,23 @@ For each dataset the runs of ``make reproduce-locomotion`` (``runs/<name>-cpu{,-
 trained by it first) are evaluated under the config file's planner setting and under each
 alternative below, with behaviour cloning on the same episodes, on the selection seed (1). The
 configs' setting was chosen from this table; ``results/locomotion.md`` reports it on seed 0.
+Datasets not named in ``--datasets`` keep their stored rows (when stored with the same seed).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
-from reproduce import record_or_render
+from reproduce import RESULTS, record_or_render
 from reproduce_locomotion import score_text
 
 from planner.eval.command import run_eval
+from planner.provenance import git_revision
+
+STORED = RESULTS / "locomotion_settings.json"
 
 VALUE = "{type: value, run: '{run}-value', t_stopgrad: 2"
 SETTINGS: dict[str, list[str]] = {  # name -> overrides of the config file's plan section
@@ -62,7 +67,7 @@ def measure(name: str, seed: int, episodes: int) -> dict[str, Any]:
         print(f"{name} {setting}: {score_text(summary['scores'])}", flush=True)
     bc_dir = Path("runs") / f"{name}-cpu-bc"
     bc = run_eval(bc_dir, config_file, common, out_dir=bc_dir / "eval" / f"settings-seed{seed}")
-    return {"dataset": name, "rows": rows, "bc": bc["scores"]}
+    return {"dataset": name, "rows": rows, "bc": bc["scores"], "git_revision": git_revision()}
 
 
 def markdown(record: dict[str, Any]) -> str:
@@ -70,7 +75,8 @@ def markdown(record: dict[str, Any]) -> str:
         "# Locomotion planner settings (selection seed)",
         "",
         f"Made by `python scripts/locomotion_settings.py --datasets "
-        f"{' '.join(record['datasets'])}`; git {record['git_revision']}, {record['device']}, "
+        f"{' '.join(record['datasets'])}`; git {record['git_revision']} (the last command that "
+        f"wrote this page; each dataset names its own), {record['device']}, "
         f"{record['machine']}. Seed {record['seed']} (the selection seed; "
         "results/locomotion.md reports seed 0), normalized score (D4RL references) ± standard "
         "error; the `cpu` runs of `make reproduce-locomotion`. All settings sample with DDIM "
@@ -81,7 +87,8 @@ def markdown(record: dict[str, Any]) -> str:
         rows = dataset["rows"]
         lines += [
             "",
-            f"## {dataset['dataset']} ({rows[0]['scores']['episodes']} episodes per cell)",
+            f"## {dataset['dataset']} ({rows[0]['scores']['episodes']} episodes per cell, git "
+            f"{dataset.get('git_revision', record['git_revision'])})",
             "",
             "| planner setting | score | episode length | decisions / s |",
             "|---|---|---|---|",
@@ -104,8 +111,12 @@ def main() -> None:
     args = parser.parse_args()
 
     def measure_all() -> dict[str, Any]:
-        results = [measure(name, args.seed, args.episodes) for name in args.datasets]
-        return {"datasets": args.datasets, "seed": args.seed, "results": results}
+        """The datasets asked for, measured now, and the stored datasets of the same seed kept."""
+        stored = json.loads(STORED.read_text()) if STORED.exists() else {}
+        kept = [found for found in stored.get("results", []) if stored.get("seed") == args.seed]
+        results = {found["dataset"]: found for found in kept}
+        results |= {name: measure(name, args.seed, args.episodes) for name in args.datasets}
+        return {"datasets": list(results), "seed": args.seed, "results": list(results.values())}
 
     record_or_render("locomotion_settings", args.render_only, measure_all, markdown)
 
