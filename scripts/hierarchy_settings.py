@@ -7,8 +7,7 @@ results/hierarchy_settings.{md,json}.
 For each maze the jumpy run of ``make reproduce-maze2d`` (``runs/maze2d-<task>-jumpy-cpu``,
 trained here if missing) is evaluated under its config file's execution (``plan``: walls guide
 the subgoals, the shortest of 4 candidates is kept; ``eval``: MPC every 50 steps, warm start, a
-follower of the interpolated subgoals (path pursuit on U-Maze and Medium, tracking in time on
-Large), goal latch) and under each alternative below, single-task and Multi2D, on the selection seed (1). The configs' settings were
+follower of the interpolated subgoals (path pursuit), goal latch) and under each alternative below, single-task and Multi2D, on the selection seed (1). The configs' settings were
 chosen from this table; ``results/maze2d.md`` reports them on seed 0. Mazes not named in
 ``--tasks`` keep their stored rows (when stored with the same seed).
 """
