@@ -50,7 +50,7 @@ def planner(arguments: str) -> list[str]:
     return [*PLANNER, *arguments.split()]
 
 
-def steps(scale: dict[str, int], runs: Path) -> dict[str, tuple[list[str], int]]:
+def steps(scale: dict[str, int], runs: Path, smoke: bool) -> dict[str, tuple[list[str], int]]:
     """Step name -> (command, timeout in seconds); the timeouts add up to 9 minutes, inside one
     10-minute device call. ``scale``: training steps, steps per dispatch, evaluation episodes."""
     jumpy, flat = runs / "umaze-jumpy", runs / "umaze-flat"
@@ -58,7 +58,7 @@ def steps(scale: dict[str, int], runs: Path) -> dict[str, tuple[list[str], int]]
         f"train --set train.steps_per_dispatch={scale['per_dispatch']} "
         "--set train.checkpoint_every=1000000"
     )
-    smoke_tests = ["-k", "gaussian or one_trace"] if scale["smoke"] else []
+    smoke_tests = ["-k", "gaussian or one_trace"] if smoke else []
     pytest = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider"]
     return {
         "versions and devices": ([sys.executable, "-c", VERSIONS], 30),
@@ -148,9 +148,9 @@ def main() -> None:
     from planner.provenance import git_revision
 
     # XLA:CPU runs convolutions inside loops very slowly, so the smoke run dispatches every step
-    full = {"jumpy": 4000, "flat": 2000, "per_dispatch": 10, "episodes": 100, "smoke": 0}
-    smoke = {"jumpy": 20, "flat": 20, "per_dispatch": 1, "episodes": 2, "smoke": 1}
-    scale = smoke if args.smoke else full
+    full = {"jumpy": 4000, "flat": 2000, "per_dispatch": 10, "episodes": 100}
+    tiny = {"jumpy": 20, "flat": 20, "per_dispatch": 1, "episodes": 2}
+    scale = tiny if args.smoke else full
     record: dict[str, Any] = {
         "device": jax.devices()[0].device_kind,
         "machine": platform.platform(),
@@ -160,7 +160,7 @@ def main() -> None:
         "steps": {},
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    for name, (command, timeout) in steps(scale, args.runs).items():
+    for name, (command, timeout) in steps(scale, args.runs, args.smoke).items():
         record["steps"][name] = step = run_step(command, timeout)
         print(f"{name}: exit {step['exit']}, {step['seconds']} s", flush=True)
         record["results"] = run_results(args.runs)

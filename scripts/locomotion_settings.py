@@ -88,7 +88,7 @@ def markdown(record: dict[str, Any]) -> str:
         lines += [
             "",
             f"## {dataset['dataset']} ({rows[0]['scores']['episodes']} episodes per cell, git "
-            f"{dataset.get('git_revision', record['git_revision'])})",
+            f"{dataset['git_revision']})",
             "",
             "| planner setting | score | episode length | decisions / s |",
             "|---|---|---|---|",
@@ -114,8 +114,6 @@ def main() -> None:
         """The datasets asked for, measured now, and the stored datasets of the same seed kept."""
         stored = json.loads(STORED.read_text()) if STORED.exists() else {}
         kept = [found for found in stored.get("results", []) if stored.get("seed") == args.seed]
-        for found in kept:  # rows stored before each dataset named its own revision
-            found.setdefault("git_revision", stored["git_revision"])
         results = {found["dataset"]: found for found in kept}
         results |= {name: measure(name, args.seed, args.episodes) for name in args.datasets}
         return {"datasets": list(results), "seed": args.seed, "results": list(results.values())}
