@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from planner.cli import main
+from planner.config import ConfigError
 from planner.control.policies import ReplanRule, receding_horizon_policy
 from planner.control.tracking import tracking_actions
 from planner.energies.terms import Layout
@@ -135,6 +136,23 @@ def test_batched_evaluation_equals_sequential(tiny_runs, policy):
     # cross the goal radius one step earlier or later
     assert np.abs(batched.returns - one_by_one.returns).max() <= 1
     np.testing.assert_array_equal(batched.replans, one_by_one.replans)
+
+
+def test_a_config_files_eval_section_reaches_a_trained_run(tiny_runs, tmp_path):
+    """The run's record keeps the eval settings it was trained with; a config file edited
+    since (as reproduce and eval pass it) brings its own, while `planner plan`, which allows
+    only plan settings, keeps the run's."""
+    run = load_run(tiny_runs / "diffusion")
+    config_file = tmp_path / "edited.yaml"
+    config_file.write_text("plan: {method: ddim}\neval: {policy: mpc, replan_every: 7}\n")
+    assert run.config.eval.replan_every != 7
+    edited = plan_config(run, config_file, [], ("plan", "eval"))
+    assert (edited.eval.policy, edited.eval.replan_every) == ("mpc", 7)
+    assert edited.plan.method == "ddim"
+    assert plan_config(run, config_file, []).eval == run.config.eval
+    config_file.write_text("plan: {}\neval: [1, 2]\n")
+    with pytest.raises(ConfigError, match="`eval:` must be a mapping"):
+        plan_config(run, config_file, [], ("plan", "eval"))
 
 
 def test_episodes_follow_the_policy(umaze):

@@ -28,16 +28,24 @@ def plan_config(
     overrides: Sequence[str],
     sections_allowed: Sequence[str] = ("plan",),
 ) -> Config:
-    """The run's config with its ``plan`` section replaced by ``config_file``'s (if given) and
-    overrides of the ``sections_allowed`` applied."""
+    """The run's config with its ``plan`` section, and every other section of
+    ``sections_allowed`` that ``config_file`` has, replaced by ``config_file``'s (if given);
+    then overrides of the ``sections_allowed`` applied. (The run's own record keeps the
+    settings it was trained with; a config file edited since reaches the run only this way.)"""
     sections = config_to_dict(run.config)
     if config_file is not None:
         if not config_file.is_file():
             raise ConfigError(f"{config_file}: config file not found")
         raw = yaml.safe_load(config_file.read_text()) or {}
-        if not isinstance(raw, dict) or not isinstance(raw.get("plan", {}), dict):
+        if not isinstance(raw, dict):
             raise ConfigError(f"{config_file}: needs a `plan:` mapping")
+        for name in dict.fromkeys(("plan", *sections_allowed)):
+            if not isinstance(raw.get(name) or {}, dict):
+                raise ConfigError(f"{config_file}: `{name}:` must be a mapping")
         sections["plan"] = raw.get("plan") or {}
+        for name in sections_allowed:
+            if name != "plan" and name in raw:
+                sections[name] = raw[name] or {}
     for override in overrides:
         if override.split(".", 1)[0] not in sections_allowed:
             allowed = ", ".join(f"{name}.*" for name in sections_allowed)
