@@ -146,7 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("eval", help="score a trained run in the simulator")
     evaluate.add_argument("--run", required=True, type=Path, help="a `planner train` run directory")
-    evaluate.add_argument("--config", type=Path, help="a YAML file whose plan: section is used")
+    evaluate.add_argument(
+        "--config",
+        type=Path,
+        help="a YAML file whose plan: and eval: sections are used (default: the run's own)",
+    )
     evaluate.add_argument(
         "--set", action="append", default=[], metavar="plan.key=value or eval.key=value"
     )
