@@ -27,7 +27,8 @@ from planner.models.value import ValueNet
 @dataclass(frozen=True)
 class TrainedRun:
     """A checkpoint ready to plan with. ``params`` are the EMA parameters (what Diffuser
-    samples with); ``kind`` is ``diffusion``, ``value`` or ``bc``."""
+    samples with); ``kind`` is ``diffusion``, ``value`` or ``bc``; ``value_target`` (value
+    runs) the mean and scale of the returns the value head was trained on."""
 
     run_dir: Path
     config: Config
@@ -36,6 +37,7 @@ class TrainedRun:
     params: Any
     normalizer: Normalizer
     layout: Layout
+    value_target: tuple[float, float] = (0.0, 1.0)
 
     @functools.cached_property
     def schedule(self) -> Schedule:
@@ -106,7 +108,9 @@ class TrainedRun:
         if self.kind != "value":
             raise CheckpointError(f"{self.run_dir}: holds a {self.kind} model, not a value model")
         model = self.config.model
-        return ValueNet(model.dim, model.dim_mults, model.kernel_size, model.attention).apply
+        return ValueNet(
+            model.dim, model.dim_mults, model.kernel_size, model.attention, *self.value_target
+        ).apply
 
     def bc_apply(self):
         """``apply(params, observations [B, O]) -> actions [B, A]`` (normalized) of a
@@ -161,4 +165,8 @@ def load_run(run_dir: str | Path, step: int | None = None) -> TrainedRun:
         str(run_dir),
     )
     params = restored["state"]["ema_params"]
-    return TrainedRun(run_dir, config, record["kind"], step, params, normalizer, layout)
+    # value checkpoints written before the head was scaled predict returns directly
+    value_target = tuple(record.get("value_target", (0.0, 1.0)))
+    return TrainedRun(
+        run_dir, config, record["kind"], step, params, normalizer, layout, value_target
+    )
