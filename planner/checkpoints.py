@@ -36,25 +36,14 @@ def checkpoint_manager(run_dir: str | Path, keep: int | None = None) -> ocp.Chec
     return ocp.CheckpointManager(Path(run_dir).absolute() / "checkpoints", options=options)
 
 
-def make_record(
-    config: Config,
-    kind: str,
-    step: int,
-    action_dim: int,
-    value_target: tuple[float, float] | None = None,
-) -> dict[str, Any]:
-    """What a checkpoint says about itself; ``value_target`` (value runs): the mean and scale
-    the value head's output is expressed in."""
-    record = {
+def make_record(config: Config, kind: str, step: int, action_dim: int) -> dict[str, Any]:
+    return {
         "kind": kind,
         "step": step,
         "action_dim": action_dim,
         "config": config_to_dict(config),
         "git_revision": git_revision(),
     }
-    if value_target is not None:
-        record["value_target"] = list(value_target)
-    return record
 
 
 def save_checkpoint(

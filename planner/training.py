@@ -102,20 +102,10 @@ def build_setup(config: Config, kind: ModelKind, windows: WindowDataset) -> Trai
             make_bc_loss(policy.apply, windows.action_dim), params, config.train.bc_steps
         )
     model = config.model
-    value_net = ValueNet(
-        model.dim, model.dim_mults, model.kernel_size, model.attention, *value_target(windows)
-    )
+    value_net = ValueNet(model.dim, model.dim_mults, model.kernel_size, model.attention)
     loss_fn = make_value_loss(config, value_net.apply, schedule, windows.action_dim)
     params = init_params(value_net, init_key, x, t)
     return TrainingSetup(loss_fn, params, config.train.value_steps)
-
-
-def value_target(windows: WindowDataset) -> tuple[float, float]:
-    """``(mean, scale)`` of the return-to-go targets a value model learns: their mean and
-    standard deviation over every step of the data (scale 1 where they do not vary)."""
-    returns = np.asarray(windows.returns_to_go, np.float64)
-    spread = float(returns.std())
-    return float(returns.mean()), spread if spread > 1e-6 else 1.0
 
 
 def make_trainer(
@@ -245,8 +235,7 @@ def _loop(
                 logger.log(step, since_last_row, rate)
                 since_last_row = []
             if step % train_config.checkpoint_every == 0 or step == total_steps:
-                target = value_target(windows) if kind == "value" else None
-                record = make_record(config, kind, step, windows.action_dim, target)
+                record = make_record(config, kind, step, windows.action_dim)
                 save_checkpoint(manager, state, windows.normalizer, record)
     return state
 

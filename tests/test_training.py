@@ -22,16 +22,7 @@ from planner.diffusion.train import (
     make_train_step,
 )
 from planner.runtime import data_mesh
-from planner.models.value import ValueNet
-from planner.planning.run import load_run
-from planner.training import (
-    MetricsLogger,
-    TrainingError,
-    build_setup,
-    load_windows,
-    train,
-    value_target,
-)
+from planner.training import MetricsLogger, TrainingError, build_setup, train
 
 TINY = [
     "model.dim=8",
@@ -309,23 +300,3 @@ def test_metric_rows_average_every_step_since_the_previous_row(tiny_config, tmp_
     logger.log(3, [{"loss": np.array([1.0, 2.0])}, {"loss": np.array([6.0])}], 5.0)
     row = json.loads((tmp_path / "metrics.jsonl").read_text())
     assert row["step"] == 3 and row["loss"] == 3.0 and row["steps_per_second"] == 5.0
-
-
-def test_value_head_is_expressed_in_the_targets_units(tiny_config, tmp_path):
-    """A value run predicts ``mean + scale * head`` with the mean and spread of its data's
-    returns, and its checkpoint brings both back."""
-    config = tiny_config("train.value_steps=2")
-    windows = load_windows(config)
-    mean, scale = value_target(windows)
-    returns = np.asarray(windows.returns_to_go)
-    assert (mean, scale) == pytest.approx((returns.mean(), returns.std()), rel=1e-5)
-    train(config, tmp_path / "value", "value", show_progress=False)
-    run = load_run(tmp_path / "value")
-    assert run.value_target == pytest.approx((mean, scale))
-    x = jax.random.normal(jax.random.key(0), (3, 16, run.transition_dim))
-    t = np.array([0, 3, 9])
-    model = config.model
-    bare = ValueNet(model.dim, model.dim_mults, model.kernel_size, model.attention)
-    np.testing.assert_allclose(
-        run.value_apply()(run.params, x, t), mean + scale * bare.apply(run.params, x, t), rtol=1e-5
-    )

@@ -1,9 +1,7 @@
 """Value model: the U-Net's down path plus an MLP head, ``(x [B, H, D], t [B]) -> [B]``.
 
 It predicts the discounted return-to-go of a noisy window at noise level ``t`` (Diffuser's value
-function), so its gradient can guide sampling at every noise level. The head predicts the return
-in units of the training targets' spread, ``return = target_mean + target_scale * head``: returns
-of hundreds fit from the first steps, where a head that has to grow to their size alone fits slowly.
+function), so its gradient can guide sampling at every noise level.
 """
 
 from __future__ import annotations
@@ -22,8 +20,6 @@ class ValueNet(nn.Module):
     dim_mults: Sequence[int] = (1, 2, 4, 8)
     kernel_size: int = 5
     attention: bool = False
-    target_mean: float = 0.0
-    target_scale: float = 1.0
 
     @nn.compact
     def __call__(self, x: jax.Array, t: jax.Array) -> jax.Array:
@@ -35,4 +31,4 @@ class ValueNet(nn.Module):
             x = nn.Conv(features, (3,), strides=(2,), padding=1)(x)
         h = jnp.concatenate([x.reshape(x.shape[0], -1), time], axis=-1)
         h = mish(nn.Dense(h.shape[-1] // 2)(h))
-        return self.target_mean + self.target_scale * nn.Dense(1)(h)[:, 0]
+        return nn.Dense(1)(h)[:, 0]

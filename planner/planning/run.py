@@ -27,8 +27,7 @@ from planner.models.value import ValueNet
 @dataclass(frozen=True)
 class TrainedRun:
     """A checkpoint ready to plan with. ``params`` are the EMA parameters (what Diffuser
-    samples with); ``kind`` is ``diffusion``, ``value`` or ``bc``; ``value_target`` (value
-    runs) the mean and scale of the returns the value head was trained on."""
+    samples with); ``kind`` is ``diffusion``, ``value`` or ``bc``."""
 
     run_dir: Path
     config: Config
@@ -37,7 +36,6 @@ class TrainedRun:
     params: Any
     normalizer: Normalizer
     layout: Layout
-    value_target: tuple[float, float] = (0.0, 1.0)
 
     @functools.cached_property
     def schedule(self) -> Schedule:
@@ -108,9 +106,7 @@ class TrainedRun:
         if self.kind != "value":
             raise CheckpointError(f"{self.run_dir}: holds a {self.kind} model, not a value model")
         model = self.config.model
-        return ValueNet(
-            model.dim, model.dim_mults, model.kernel_size, model.attention, *self.value_target
-        ).apply
+        return ValueNet(model.dim, model.dim_mults, model.kernel_size, model.attention).apply
 
     def bc_apply(self):
         """``apply(params, observations [B, O]) -> actions [B, A]`` (normalized) of a
@@ -165,8 +161,4 @@ def load_run(run_dir: str | Path, step: int | None = None) -> TrainedRun:
         str(run_dir),
     )
     params = restored["state"]["ema_params"]
-    # value checkpoints written before the head was scaled predict returns directly
-    value_target = tuple(record.get("value_target", (0.0, 1.0)))
-    return TrainedRun(
-        run_dir, config, record["kind"], step, params, normalizer, layout, value_target
-    )
+    return TrainedRun(run_dir, config, record["kind"], step, params, normalizer, layout)
