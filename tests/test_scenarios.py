@@ -123,6 +123,20 @@ def test_a_scenario_runs_end_to_end_with_physical_obstacles(tiny_world, monkeypa
     assert plot_scenario(tmp_path / "scenario.png", task, record, rollouts).is_file()
 
 
+def test_every_stored_scenario_renders_rows_as_wide_as_their_header():
+    """Each table row of results/composition.md has one cell per header column."""
+    record = json.loads((REPO / "results" / "composition.json").read_text())
+    for section in record["scenarios"].values():
+        header_cells = None
+        for line in markdown_section(section).splitlines():
+            if not line.startswith("|"):
+                header_cells = None
+            elif header_cells is None:
+                header_cells = line.count("|")
+            else:
+                assert line.count("|") == header_cells, (section["name"], line)
+
+
 def test_a_blocked_route_is_reported_infeasible_and_the_policy_holds(tiny_world, monkeypatch):
     scenario = load_scenario(REPO / "configs" / "compose" / "6-closed-loop-umaze.yaml")
     (blocked,) = [layout for layout in scenario.layouts if layout.name == "blocked"]

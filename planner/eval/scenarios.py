@@ -558,8 +558,8 @@ def _specification_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     lines = [
         "| method | specification holds: plans | executed paths | "
         + " | ".join(f"{name} (plans / paths)" for name in names)
-        + " | network evals / plan | plan time | chosen |",
-        "|---|---|---|" + "---|" * len(names) + "---|---|---|",
+        + " | network evals / plan | plan time | replans / episode | infeasible | chosen |",
+        "|---|---|---|" + "---|" * len(names) + "---|---|---|---|---|",
     ]
     for row in rows:
         rates = row["attribute_rates"]
@@ -576,11 +576,6 @@ def _specification_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
             f"{_optional(row.get('infeasible_episodes'), 'd')} | {_choice_text(row['choice'])} |"
         )
     return lines
-
-
-def _optional(value: float | None, spec: str) -> str:
-    """A value measured since the control layer (older records lack it): ``—`` if absent."""
-    return "—" if value is None else format(value, spec)
 
 
 def term_table(record: Mapping[str, Any]) -> str:
