@@ -3,18 +3,23 @@
     python scripts/reproduce_locomotion.py                           # every dataset with a config
     python scripts/reproduce_locomotion.py --datasets hopper-medium  # one row
     python scripts/reproduce_locomotion.py --render-only             # rewrite the .md
+    python scripts/reproduce_locomotion.py --reference-subset --datasets halfcheetah-medium
+        # the CPU setting's score against Diffuser's setting on a few short episodes
 
 For each dataset ``<body>-<kind>`` (config ``configs/<body>-<kind>.yaml``): the dataset is
 regenerated if missing (``planner data generate``), the diffusion, value and behaviour-cloning
 runs ``runs/<body>-<kind>-<budget>{,-value,-bc}`` are trained unless their latest checkpoint
 reached the budget's steps, then the planner (the config's ``plan`` and ``eval`` sections: the
 CPU setting) and BC are evaluated on the same episodes. Rows accumulate in
-``results/locomotion.json``, so datasets can be run one at a time.
+``results/locomotion.json``, so datasets can be run one at a time. ``--reference-subset`` scores
+the CPU setting against Diffuser's on the first ``SUBSET_STEPS`` steps of ``SUBSET_EPISODES``
+episodes of trained runs (Diffuser's setting is too slow here for whole episodes).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import shutil
@@ -30,7 +35,8 @@ from planner.config import load_config
 from planner.data.sources import load_episodes
 from planner.envs.locomotion import find_locomotion_task
 from planner.eval.command import run_eval
-from planner.eval.locomotion import make_locomotion_policy
+from planner.eval.locomotion import evaluate_locomotion, make_locomotion_policy
+from planner.eval.scores import mean_and_stderr
 from planner.planning.build import plan_config
 from planner.planning.run import load_run
 from planner.provenance import git_revision
@@ -61,6 +67,7 @@ REFERENCE_SETTING = [
     "plan.objectives=[{type: value, run: '{run}-value', scale: 0.1, n_guide_steps: 2}]",
 ]
 TIMING_BATCH, TIMING_DECISIONS = 10, 3
+SUBSET_EPISODES, SUBSET_STEPS = 4, 100
 
 
 def shipped_datasets() -> list[str]:
@@ -109,6 +116,32 @@ def evaluate_dataset(name: str, budget: str, run_root: Path, episodes: int) -> d
     return row
 
 
+def reference_subset(name: str, budget: str, run_root: Path) -> dict[str, Any]:
+    """Returns over the first ``SUBSET_STEPS`` steps of episodes ``0..SUBSET_EPISODES - 1``
+    (eval seed 0) under the config's CPU setting and under Diffuser's, same run, same starts."""
+    config_file = Path("configs") / f"{name}.yaml"
+    run = load_run(run_root / f"{name}-{budget}")
+    task = dataclasses.replace(
+        find_locomotion_task(run.config.data.dataset), max_episode_steps=SUBSET_STEPS
+    )
+    episodes = [f"eval.episodes={SUBSET_EPISODES}", f"eval.batch_size={SUBSET_EPISODES}"]
+    row: dict[str, Any] = {
+        "dataset": name, "budget": budget, "episodes": SUBSET_EPISODES, "steps": SUBSET_STEPS,
+        "git_revision": git_revision(), "device": jax.devices()[0].platform,
+    }  # fmt: skip
+    for setting, overrides in (("cpu_setting", []), ("reference_setting", REFERENCE_SETTING)):
+        config = plan_config(run, config_file, [*overrides, *episodes], ("plan", "eval"))
+        rollouts = evaluate_locomotion(run, config, task)
+        seconds = float(rollouts.policy_seconds.sum())
+        row[setting] = {
+            "return": mean_and_stderr(rollouts.returns),
+            "length": mean_and_stderr(rollouts.lengths),
+            "decisions_per_second": round(int(rollouts.lengths.sum()) / seconds, 2),
+        }
+        print(f"{name} {setting}: return {row[setting]['return']['mean']:.1f}", flush=True)
+    return row
+
+
 def seconds_per_decision(run_dir: Path, config_file: Path, overrides: list[str]) -> float:
     """Wall seconds of one policy step for ``TIMING_BATCH`` episodes (after compilation),
     median of ``TIMING_DECISIONS``, from the episodes' first observations."""
@@ -130,6 +163,10 @@ def seconds_per_decision(run_dir: Path, config_file: Path, overrides: list[str])
 
 def score_text(scores: dict[str, Any], key: str = "normalized_d4rl") -> str:
     return f"{scores[key]['mean']:.1f} ± {scores[key]['stderr']:.1f}"
+
+
+def return_text(setting: dict[str, Any]) -> str:
+    return f"{setting['return']['mean']:.1f} ± {setting['return']['stderr']:.1f}"
 
 
 def planner_setting(row: dict[str, Any]) -> str:
@@ -207,6 +244,30 @@ def markdown(record: dict[str, Any]) -> str:
             f"{timing['cpu_setting']:.3f} s | {timing['reference_setting']:.3f} s | "
             f"{ratio:.0f}× |"
         )
+    subsets = record.get("reference_subsets", [])
+    if subsets:
+        lines += [
+            "",
+            "## Score cost of the CPU setting: Diffuser's setting on a subset",
+            "",
+            "Undiscounted return over the first steps of the listed episodes (eval seed 0, "
+            "fewer if the body falls), mean ± standard error, the same run and starts under "
+            "both settings (`python scripts/reproduce_locomotion.py --reference-subset "
+            "--datasets NAME`). *decisions / s*: every episode's decisions, episodes batched.",
+            "",
+            "| dataset | budget | episodes × steps | CPU setting | Diffuser's setting | "
+            "CPU − Diffuser's | decisions / s: CPU / Diffuser's | git |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for row in subsets:
+            cpu, reference = row["cpu_setting"], row["reference_setting"]
+            difference = cpu["return"]["mean"] - reference["return"]["mean"]
+            lines.append(
+                f"| {row['dataset']} | {row['budget']} | {row['episodes']} × {row['steps']} | "
+                f"{return_text(cpu)} | {return_text(reference)} | {difference:+.1f} | "
+                f"{cpu['decisions_per_second']} / {reference['decisions_per_second']} | "
+                f"{row['git_revision']} |"
+            )
     lines += ["", "## Returns along the episodes", ""]
     for row in record["rows"]:
         for kind in ("diffusion", "bc"):
@@ -219,6 +280,13 @@ def read_record(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {"rows": []}
 
 
+def with_row(rows: list[dict[str, Any]], row: dict[str, Any]) -> list[dict[str, Any]]:
+    """``rows`` with ``row`` in place of the one for its dataset and budget, sorted."""
+    key = (row["dataset"], row["budget"])
+    kept = [r for r in rows if (r["dataset"], r["budget"]) != key]
+    return sorted([*kept, row], key=lambda r: (r["budget"], r["dataset"]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--datasets", nargs="+", choices=sorted(DIFFUSER))
@@ -226,14 +294,24 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--run-root", type=Path, default=Path("runs"))
     parser.add_argument("--render-only", action="store_true", help="rewrite the .md only")
+    parser.add_argument(
+        "--reference-subset",
+        action="store_true",
+        help="only score the CPU setting against Diffuser's on a few short episodes",
+    )
     args = parser.parse_args()
     json_path = RESULTS / "locomotion.json"
+    if args.reference_subset:
+        for name in args.datasets or shipped_datasets():
+            row = reference_subset(name, args.budget, args.run_root)
+            record = read_record(json_path)
+            record["reference_subsets"] = with_row(record.get("reference_subsets", []), row)
+            json_path.write_text(json.dumps(record, indent=2) + "\n")
+        args.render_only = True
     for name in [] if args.render_only else args.datasets or shipped_datasets():
         row = evaluate_dataset(name, args.budget, args.run_root, args.episodes)
         record = read_record(json_path)  # read late: another process may have added a row
-        key = (name, args.budget)
-        record["rows"] = [r for r in record["rows"] if (r["dataset"], r["budget"]) != key]
-        record["rows"] = sorted([*record["rows"], row], key=lambda r: (r["budget"], r["dataset"]))
+        record["rows"] = with_row(record["rows"], row)
         record |= {
             "git_revision": git_revision(),
             "device": jax.devices()[0].platform,
