@@ -6,10 +6,11 @@ results/hierarchy_settings.{md,json}.
 
 For each maze the jumpy run of ``make reproduce-maze2d`` (``runs/maze2d-<task>-jumpy-cpu``,
 trained here if missing) is evaluated under its config file's execution (``plan``: walls guide
-the subgoals, the shortest of 4 candidates is kept; ``eval``: MPC every 50 steps, warm start, path pursuit of the interpolated
-subgoals, goal latch) and under each alternative below, single-task and Multi2D, on the selection seed (1). The configs' settings were
-chosen from this table; ``results/maze2d.md`` reports them on seed 0. Mazes not named in
-``--tasks`` keep their stored rows (when stored with the same seed).
+the subgoals, the shortest of 4 candidates is kept; ``eval``: MPC every 50 steps, warm start,
+the interpolated subgoals followed by path pursuit or tracked in time, goal latch) and under
+each alternative below, single-task and Multi2D, on the selection seed (1). The configs'
+settings were chosen from this table; ``results/maze2d.md`` reports them on seed 0. Mazes not
+named in ``--tasks`` keep their stored rows (when stored with the same seed).
 """
 
 from __future__ import annotations
@@ -27,15 +28,16 @@ from planner.provenance import git_revision
 STORED = RESULTS / "hierarchy_settings.json"
 
 SETTINGS: dict[str, list[str]] = {  # name -> overrides of the config file's plan and eval
-    "config: MPC every 50, warm start 8, pursuit 0.2, walls guide, shortest of 4": [],
+    "config file as shipped (MPC every 50, warm start 8, walls guide, shortest of 4)": [],
     "one candidate": ["plan.n_candidates=1", "plan.objectives=[]"],
     "shortest of 16": ["plan.n_candidates=16"],
     "walls select (not guiding)": ["plan.walls=select"],
-    "tracking in time instead of pursuit": ["eval.lookahead=null"],
+    "path pursuit 0.2": ["eval.lookahead=0.2"],
+    "tracking in time": ["eval.lookahead=null"],
     "replan every 25": ["eval.replan_every=25"],
     "replans from noise": ["eval.warm_start_level=null"],
     "one plan + goal latch (no replanning)": ["eval.replan_every=0"],
-    "open loop (D4RL protocol: no replanning, no latch), pursuit": [
+    "open loop (D4RL protocol: no replanning, no latch)": [
         "eval.policy=open_loop",
         "eval.replan_every=0",
     ],
