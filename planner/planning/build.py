@@ -40,12 +40,11 @@ def plan_config(
         if not isinstance(raw, dict):
             raise ConfigError(f"{config_file}: needs a `plan:` mapping")
         for name in dict.fromkeys(("plan", *sections_allowed)):
-            if not isinstance(raw.get(name) or {}, dict):
+            section = raw.get(name) or {}
+            if not isinstance(section, dict):
                 raise ConfigError(f"{config_file}: `{name}:` must be a mapping")
-        sections["plan"] = raw.get("plan") or {}
-        for name in sections_allowed:
-            if name != "plan" and name in raw:
-                sections[name] = raw[name] or {}
+            if name == "plan" or name in raw:
+                sections[name] = section
     for override in overrides:
         if override.split(".", 1)[0] not in sections_allowed:
             allowed = ", ".join(f"{name}.*" for name in sections_allowed)
