@@ -351,6 +351,15 @@ class EvalConfig:
         "at the plan's speed, so an agent lagging its plan still turns where the plan turns.",
         gt=0,
     )
+    arrival_search: int = _field(
+        0,
+        "Maze2D: plans without an imposed arrival (an episode's first) also try the goal from "
+        "1/n, 2/n, ... of the plan's steps and keep the earliest the point mass can follow (no "
+        "step faster than the speed limit, none through a wall or obstacle): plans arrive as "
+        "soon as they can instead of filling their horizon. n plans more per such plan; "
+        "0 = the goal on the last row only.",
+        ge=0,
+    )
     route_reach: float | None = _field(
         None,
         "Maze2D: when the goal is farther than this (metres along the shortest free route "

@@ -7,6 +7,7 @@ from planner.config import ConfigError
 from planner.control.policies import (
     ReplanRule,
     bucket,
+    earliest_arrival,
     planned_arrival,
     planner_plan_fn,
     receding_horizon_policy,
@@ -293,6 +294,25 @@ def test_toward_targets_plans_to_the_targets_and_unpins_the_intermediate_ones():
         _, state, _ = policy.act(state, np.stack([observation(0, 0), observation(2, 0)]))
     # at the replan, the intermediate target goes on the last row; the goal stays pinned
     assert calls[1]["arrival"] == [HORIZON - 1, arrival - 4] and asked == [0, 4]
+
+
+def test_earliest_arrival_keeps_the_earliest_plan_the_agent_can_follow():
+    calls = []
+
+    def slow_enough(plans, goals, step):  # steps of at most 0.3
+        return (np.linalg.norm(np.diff(plans[..., 2:4], axis=1), axis=-1) <= 0.3).all(axis=1)
+
+    plan_fn = earliest_arrival(straight_line_planner(calls), [4, 8, 12], slow_enough)
+    policy = receding_horizon_policy(plan_fn, LAYOUT, ReplanRule(every=3))
+    starts = np.stack([observation(0, 0)] * 3)
+    goals = np.array([[0.5, 0.0], [3.0, 0.0], [6.0, 0.0]])  # reachable by steps 4, 12, never
+    state = policy.init(np.arange(3), starts, goals)
+    # 0.5 m arrives at row 4; 3 m needs 10 rows (12 tried); 6 m keeps the unpinned plan
+    assert state.arrival.tolist() == [4, 12, HORIZON - 1]
+    assert [call["arrival"] for call in calls] == [None, [12] * 3, [8] * 3, [4] * 3]
+    for _ in range(4):  # replans pin the arrival: no search
+        _, state, _ = policy.act(state, starts)
+    assert len(calls) == 5 and calls[-1]["arrival"] == [1, 9, HORIZON - 4]
 
 
 def test_route_reach_plans_toward_the_point_that_far_along_the_route(tiny_runs):

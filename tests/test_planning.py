@@ -21,6 +21,7 @@ from planner.planning.maze import (
     executability_text,
     inside_walls,
     routes_to,
+    within_limits,
 )
 from planner.planning.planner import Planner, best_candidates, inpainting, shift_plan
 from planner.planning.run import load_run
@@ -265,6 +266,19 @@ def test_executability_flags_jumps_and_steps_through_walls_and_obstacles(umaze):
     assert not blocked_positions([box], knots, MAZE_LAYOUT).any()
     report = executability(umaze, knots, np.array([3.0, 3.0]), [box], MAZE_LAYOUT)
     assert report["steps_through_obstacles"] == 1 and not report["executable"]
+
+
+def test_within_limits_accepts_paths_the_point_mass_can_follow_step_by_step(umaze):
+    corridor = np.linspace([3.0, 1.0], [3.0, 3.0], 60)  # 0.034 m per step
+    hurried = np.linspace([3.0, 1.0], [3.0, 3.0], 30)  # 0.069 m per step: above 5 m/s
+    across = np.linspace([3.0, 1.0], [1.0, 1.0], 60)  # through the middle wall
+    (box,) = terms_from_specs(
+        [{"type": "box", "low": [2.9, 1.95], "high": [3.1, 2.05]}], MAZE_LAYOUT,
+        CONSTRAINT_TYPES, "c",
+    )  # fmt: skip
+    paths = np.stack([corridor, np.resize(hurried, corridor.shape), across])
+    np.testing.assert_array_equal(within_limits(umaze, paths, [], MAZE_LAYOUT), [1, 0, 0])
+    np.testing.assert_array_equal(within_limits(umaze, paths[:1], [box], MAZE_LAYOUT), [0])
 
 
 def test_routes_go_around_obstacles_and_targets_lie_along_them(umaze):

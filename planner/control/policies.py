@@ -33,7 +33,7 @@ and policies that never plan act from the observation alone (:func:`feedback_pol
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -259,6 +259,31 @@ def toward_targets(plan_fn: PlanFn, targets: TargetFn) -> PlanFn:
             intermediate = np.any(aims != goals, axis=1)
             arrival = np.where(intermediate, previous.shape[1] - 1, arrival)
         return plan_fn(episodes, replans, observations, aims, arrival, previous, step)
+
+    return plan
+
+
+# (plans [Q, S, D], goals [Q, P], episode step) -> [Q] bool: plans the agent can follow
+FeasibleFn = Callable[[np.ndarray, np.ndarray, int], np.ndarray]
+
+
+def earliest_arrival(plan_fn: PlanFn, arrivals: Sequence[int], feasible: FeasibleFn) -> PlanFn:
+    """``plan_fn`` whose plans without an imposed arrival (the first plan of an episode, and
+    every plan when replans do not pin it) also try the goal imposed from each step of
+    ``arrivals`` and keep, per query, the earliest plan that ``feasible`` accepts; a query that
+    accepts none keeps the plan with the goal on its last row. A plan that must spend its whole
+    horizon fills the slack by wandering; this one arrives as soon as the model can."""
+
+    def plan(episodes, replans, observations, goals, arrival, previous, step):
+        chosen = plan_fn(episodes, replans, observations, goals, arrival, previous, step)
+        if arrival is not None:
+            return chosen
+        for steps in sorted(arrivals, reverse=True):  # the earliest accepted plan is kept
+            pinned = np.full(len(episodes), steps)
+            plans = plan_fn(episodes, replans, observations, goals, pinned, previous, step)
+            accepted = np.asarray(feasible(plans, goals, step), bool)
+            chosen = np.where(accepted[:, None, None], plans, chosen)
+        return chosen
 
     return plan
 

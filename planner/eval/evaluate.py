@@ -9,9 +9,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from planner.config import Config, ConfigError, EvalConfig
 from planner.control.policies import (
+    FeasibleFn,
     Policy,
     ReplanRule,
     TargetFn,
+    earliest_arrival,
     planner_plan_fn,
     receding_horizon_policy,
     stage_start,
@@ -21,7 +23,13 @@ from planner.energies.terms import Layout
 from planner.envs.maze2d import GOAL_RADIUS, MazeTask, Obstacle, normalized_score
 from planner.eval.rollouts import Rollouts, run_episodes
 from planner.planning.build import build_planner
-from planner.planning.maze import PlanRequestError, Routes, route_exists, routes_to
+from planner.planning.maze import (
+    PlanRequestError,
+    Routes,
+    route_exists,
+    routes_to,
+    within_limits,
+)
 from planner.planning.planner import Planner, appearance_steps
 from planner.planning.run import TrainedRun
 
@@ -53,6 +61,11 @@ def make_policy(run: TrainedRun, config: Config, task: MazeTask) -> Policy:
         raise ConfigError(
             "eval.route_reach moves the target on at each replan: use eval.policy: mpc"
         )
+    if settings.route_reach is not None and settings.arrival_search:
+        raise ConfigError(
+            "eval.arrival_search would bring plans early to route_reach's intermediate targets "
+            "and wait there: use one of them"
+        )
     planners = {0: build_planner(run, config, task)[0]}  # checks the constraints
     appearances = appearance_steps(plan.constraints)
     planners |= {step: build_planner(run, config, task, step)[0] for step in appearances}
@@ -65,11 +78,29 @@ def make_policy(run: TrainedRun, config: Config, task: MazeTask) -> Policy:
             for start, goal in zip(observations[:, position], goals, strict=True)
         ])  # fmt: skip
 
+    if settings.arrival_search:
+        steps = planners[0].steps - 1
+        arrivals = [
+            round(steps * k / settings.arrival_search) for k in range(1, settings.arrival_search)
+        ]
+        plan_fn = earliest_arrival(plan_fn, arrivals, followable(task, planners, run.layout))
     if settings.route_reach is not None:
         targets = route_targets(task, planners, run.layout, settings.route_reach)
         plan_fn = toward_targets(plan_fn, targets)
     rule = replan_rule(settings, appearances)
     return receding_horizon_policy(plan_fn, run.layout, rule, routes, settings.lookahead)
+
+
+def followable(task: MazeTask, planners: Mapping[int, Planner], layout: Layout) -> FeasibleFn:
+    """A :data:`FeasibleFn`: plans whose paths the point mass can follow (:func:`within_limits`)
+    around the walls and the obstacles in force at the step."""
+    columns = list(layout.position_columns)
+
+    def feasible(plans: np.ndarray, goals: np.ndarray, step: int) -> np.ndarray:
+        terms = planners[stage_start(planners, step)].terms
+        return within_limits(task, plans[..., columns], terms, layout)
+
+    return feasible
 
 
 def route_targets(

@@ -29,6 +29,7 @@ GRID_RESOLUTION = 0.05  # metres per cell of the blocked-route check
 # A step is a jump when it moves farther than this many times what the speed limit allows
 # in one step (0.05 m); the slack covers the integrator and plans that ride the limit.
 JUMP_FACTOR = 2.0
+LIMIT_STEP = VELOCITY_LIMIT * STEP_SECONDS  # the farthest one step moves at the speed limit
 SEGMENT_SAMPLES = 8  # points checked along each step of a plan
 
 
@@ -181,10 +182,25 @@ def routes_to(task: MazeTask, goal: np.ndarray, terms: Sequence[Term], layout: L
 
 
 def segment_points(positions: np.ndarray, samples: int = SEGMENT_SAMPLES) -> np.ndarray:
-    """``[H - 1, samples, P]`` points evenly along each step of ``positions`` [H, P] (both ends
-    included)."""
-    fractions = np.linspace(0.0, 1.0, samples)[None, :, None]
-    return positions[:-1, None] + fractions * (positions[1:, None] - positions[:-1, None])
+    """``[..., H - 1, samples, P]`` points evenly along each step of ``positions`` [..., H, P]
+    (both ends included)."""
+    fractions = np.linspace(0.0, 1.0, samples)[:, None]
+    start, end = positions[..., :-1, None, :], positions[..., 1:, None, :]
+    return start + fractions * (end - start)
+
+
+def within_limits(
+    task: MazeTask, positions: np.ndarray, terms: Sequence[Term], layout: Layout
+) -> np.ndarray:
+    """``[Q]`` bool: which paths ``positions`` [Q, S, 2] the point mass can follow step by step:
+    no step longer than the speed limit allows (0.05 m) and no step through a wall or through
+    an obstacle or bounds term. Stricter than :func:`executability`'s jumps, which allow twice
+    the limit."""
+    too_fast = (np.linalg.norm(np.diff(positions, axis=1), axis=-1) > LIMIT_STEP).any(axis=1)
+    points = segment_points(positions)  # [Q, S - 1, samples, 2]
+    through_walls = inside_walls(task, points).any(axis=(1, 2))
+    blocked = blocked_positions(terms, points.reshape(-1, points.shape[-1]), layout)
+    return ~(too_fast | through_walls | blocked.reshape(len(positions), -1).any(axis=1))
 
 
 def executability(
@@ -199,7 +215,7 @@ def executability(
     or (with ``terms`` and ``layout``) an obstacle or bounds term, and whether it reaches
     ``goal`` [2] by motion rather than by an imposed last row."""
     steps = np.linalg.norm(np.diff(positions, axis=0), axis=1)
-    jumps = np.flatnonzero(steps > JUMP_FACTOR * VELOCITY_LIMIT * STEP_SECONDS)
+    jumps = np.flatnonzero(steps > JUMP_FACTOR * LIMIT_STEP)
     points = segment_points(positions)
     through_walls = inside_walls(task, points).any(axis=1)
     through_obstacles = np.zeros(len(steps), bool)
