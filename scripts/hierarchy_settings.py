@@ -2,15 +2,18 @@
 results/hierarchy_settings.{md,json}.
 
     python scripts/hierarchy_settings.py --tasks umaze medium large
+    python scripts/hierarchy_settings.py --tasks large --settings "tracking in time"
     python scripts/hierarchy_settings.py --render-only
 
 For each maze the jumpy run of ``make reproduce-maze2d`` (``runs/maze2d-<task>-jumpy-cpu``,
 trained here if missing) is evaluated under its config file's execution (``plan``: walls guide
 the subgoals, the shortest of 4 candidates is kept; ``eval``: MPC every 50 steps, warm start,
-the interpolated subgoals followed by path pursuit or tracked in time, goal latch) and under
-each alternative below, single-task and Multi2D, on the selection seed (1). The configs'
-settings were chosen from this table; ``results/maze2d.md`` reports them on seed 0. Mazes not
-named in ``--tasks`` keep their stored rows (when stored with the same seed).
+the interpolated subgoals followed by path pursuit or tracked in time, goal latch, first plans
+arriving as early as they can) and under each alternative below, single-task and Multi2D, on
+the selection seed (1). The configs' settings were chosen from this table;
+``results/maze2d.md`` reports them on seed 0. Mazes not named in ``--tasks`` keep their stored
+rows (when stored with the same seed), and so do settings not named in ``--settings``; every
+row names the revision it was measured at.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ SETTINGS: dict[str, list[str]] = {  # name -> overrides of the config file's pla
     "walls select (not guiding)": ["plan.walls=select"],
     "path pursuit 0.2": ["eval.lookahead=0.2"],
     "tracking in time": ["eval.lookahead=null"],
+    "first plan arrives on its last row (no arrival search)": ["eval.arrival_search=0"],
+    "first plan arrives at the earliest of 8 times it can": ["eval.arrival_search=8"],
     "replan every 25": ["eval.replan_every=25"],
     "replans from noise": ["eval.warm_start_level=null"],
     "one plan + goal latch (no replanning)": ["eval.replan_every=0"],
@@ -44,10 +49,13 @@ SETTINGS: dict[str, list[str]] = {  # name -> overrides of the config file's pla
 }
 
 
-def measure(task: str, seed: int, episodes: int) -> dict[str, Any]:
+def measure(task: str, seed: int, episodes: int, names: list[str]) -> dict[str, Any]:
+    """The rows of the settings ``names`` for ``task``'s jumpy run, each with the revision it
+    was measured at."""
     run_dir, overrides = train_or_reuse(task, "cpu", "jumpy", Path("runs"))
     rows = []
-    for index, (name, settings) in enumerate(SETTINGS.items()):
+    for name in names:
+        settings, index = SETTINGS[name], list(SETTINGS).index(name)
         pair = [
             score(
                 run_dir,
@@ -60,7 +68,10 @@ def measure(task: str, seed: int, episodes: int) -> dict[str, Any]:
             )
             for multi in (False, True)
         ]
-        rows.append({"setting": name, "overrides": settings, "single": pair[0], "multi2d": pair[1]})
+        rows.append({
+            "setting": name, "overrides": settings, "single": pair[0], "multi2d": pair[1],
+            "git_revision": git_revision(),
+        })  # fmt: skip
     return {
         "task": task,
         "run_dir": str(run_dir),
@@ -70,12 +81,28 @@ def measure(task: str, seed: int, episodes: int) -> dict[str, Any]:
     }
 
 
+def merged(stored: dict[str, Any] | None, measured: dict[str, Any]) -> dict[str, Any]:
+    """``measured``'s rows with the rows of ``stored`` (the same maze and seed, measured
+    before) whose settings were not measured again; current settings first, in table order."""
+    names = {row["setting"] for row in measured["rows"]}
+    kept = [row for row in (stored or {}).get("rows", []) if row["setting"] not in names]
+    for row in kept:  # rows stored before rows carried their own revision
+        row.setdefault("git_revision", stored.get("git_revision"))
+    order = list(SETTINGS)
+    rows = sorted(
+        [*measured["rows"], *kept],
+        key=lambda row: order.index(row["setting"]) if row["setting"] in order else len(order),
+    )
+    return {**measured, "rows": rows}
+
+
 def markdown(record: dict[str, Any]) -> str:
     lines = [
         "# Executing hierarchical plans: settings (selection seed)",
         "",
-        f"Made by `python scripts/hierarchy_settings.py --tasks {' '.join(record['tasks'])}`; "
-        f"git {record['git_revision']} (the last command that wrote this page; each maze names "
+        f"Made by `python scripts/hierarchy_settings.py --tasks {' '.join(record['tasks'])}` "
+        "(`--settings NAME` for some rows); "
+        f"git {record['git_revision']} (the last command that wrote this page; each row names "
         f"its own), {record['device']}, {record['machine']}. Seed "
         f"{record['seed']} (the selection seed; results/maze2d.md reports seed 0), "
         "normalized score (D4RL references) ± standard error; the jumpy run of each maze at the "
@@ -87,15 +114,17 @@ def markdown(record: dict[str, Any]) -> str:
             f"## {maze['task']} (`{maze['run_dir']}`, {maze['rows'][0]['single']['episodes']} "
             f"episodes per cell, git {maze.get('git_revision', record['git_revision'])})",
             "",
-            "| execution | single-task | success | Multi2D | success | plans / episode | s / plan |",
-            "|---|---|---|---|---|---|---|",
+            "| execution | single-task | success | Multi2D | success | plans / episode | s / plan "
+            "| git |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for row in maze["rows"]:
             single, multi = row["single"], row["multi2d"]
             lines.append(
                 f"| {row['setting']} | {cell(single['score'])} | "
                 f"{100 * single['success_rate']:.0f} % | {cell(multi['score'])} | "
-                f"{100 * multi['success_rate']:.0f} % | {planning_cost(single)} |"
+                f"{100 * multi['success_rate']:.0f} % | {planning_cost(single)} | "
+                f"{row.get('git_revision', maze.get('git_revision', record['git_revision']))} |"
             )
     return "\n".join(lines) + "\n"
 
@@ -106,6 +135,9 @@ def main() -> None:
                         default=["umaze", "medium", "large"])  # fmt: skip
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--episodes", type=int, default=50)
+    parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS),
+                        metavar="SETTING", help="rows to measure (default: all); the stored "
+                        "rows of the other settings are kept")  # fmt: skip
     parser.add_argument("--render-only", action="store_true")
     args = parser.parse_args()
 
@@ -114,7 +146,10 @@ def main() -> None:
         stored = json.loads(STORED.read_text()) if STORED.exists() else {}
         kept = [maze for maze in stored.get("mazes", []) if stored.get("seed") == args.seed]
         mazes = {maze["task"]: maze for maze in kept}
-        mazes |= {task: measure(task, args.seed, args.episodes) for task in args.tasks}
+        for task in args.tasks:
+            mazes[task] = merged(
+                mazes.get(task), measure(task, args.seed, args.episodes, args.settings)
+            )
         ordered = [mazes[task] for task in ("umaze", "medium", "large") if task in mazes]
         return {"tasks": [maze["task"] for maze in ordered], "seed": args.seed, "mazes": ordered}
 
