@@ -328,3 +328,7 @@ def test_route_reach_plans_toward_the_point_that_far_along_the_route(tiny_runs):
     open_loop = plan_config(run, None, ["eval.route_reach=1.5"], ("eval",))
     with pytest.raises(ConfigError, match=r"eval\.policy: mpc"):
         make_policy(run, open_loop, task)
+    both = [*overrides, "eval.route_reach=1.5", "eval.arrival_search=4"]
+    both = plan_config(run, None, both, ("plan", "eval"))
+    with pytest.raises(ConfigError, match="use one of them"):
+        make_policy(run, both, task)

@@ -66,6 +66,8 @@ def make_policy(run: TrainedRun, config: Config, task: MazeTask) -> Policy:
             "eval.arrival_search would bring plans early to route_reach's intermediate targets "
             "and wait there: use one of them"
         )
+    if settings.arrival_search and not plan.impose_goal:
+        raise ConfigError("eval.arrival_search moves the goal's arrival: it needs plan.impose_goal")
     planners = {0: build_planner(run, config, task)[0]}  # checks the constraints
     appearances = appearance_steps(plan.constraints)
     planners |= {step: build_planner(run, config, task, step)[0] for step in appearances}
