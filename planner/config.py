@@ -356,8 +356,8 @@ class EvalConfig:
         "Maze2D: plans without an imposed arrival (an episode's first) also try the goal from "
         "1/n, 2/n, ..., (n-1)/n of the plan's steps and keep the earliest the point mass can "
         "follow (no step faster than the speed limit, none through a wall or obstacle): plans "
-        "arrive as soon as they can instead of filling their horizon, for n - 1 more planner "
-        "calls per such plan. 0 = the goal on the last row only.",
+        "arrive as soon as they can instead of filling their horizon, for up to n - 1 more "
+        "planner calls per such plan. 0 = the goal on the last row only.",
         ge=0,
     )
     route_reach: float | None = _field(

@@ -299,7 +299,7 @@ def test_toward_targets_plans_to_the_targets_and_unpins_the_intermediate_ones():
 def test_earliest_arrival_keeps_the_earliest_plan_the_agent_can_follow():
     calls = []
 
-    def slow_enough(plans, goals, step):  # steps of at most 0.3
+    def slow_enough(plans, step):  # steps of at most 0.3
         return (np.linalg.norm(np.diff(plans[..., 2:4], axis=1), axis=-1) <= 0.3).all(axis=1)
 
     plan_fn = earliest_arrival(straight_line_planner(calls), [4, 8, 12], slow_enough)
@@ -309,7 +309,8 @@ def test_earliest_arrival_keeps_the_earliest_plan_the_agent_can_follow():
     state = policy.init(np.arange(3), starts, goals)
     # 0.5 m arrives at row 4; 3 m needs 10 rows (12 tried); 6 m keeps the unpinned plan
     assert state.arrival.tolist() == [4, 12, HORIZON - 1]
-    assert [call["arrival"] for call in calls] == [None, [12] * 3, [8] * 3, [4] * 3]
+    # earliest first; the unpinned plan only for the query that accepted none
+    assert [call["arrival"] for call in calls] == [[4] * 3, [8] * 3, [12] * 3, None]
     for _ in range(4):  # replans pin the arrival: no search
         _, state, _ = policy.act(state, starts)
     assert len(calls) == 5 and calls[-1]["arrival"] == [1, 9, HORIZON - 4]

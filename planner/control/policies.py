@@ -263,27 +263,31 @@ def toward_targets(plan_fn: PlanFn, targets: TargetFn) -> PlanFn:
     return plan
 
 
-# (plans [Q, S, D], goals [Q, P], episode step) -> [Q] bool: plans the agent can follow
-FeasibleFn = Callable[[np.ndarray, np.ndarray, int], np.ndarray]
+# (plans [Q, S, D], episode step) -> [Q] bool: which plans the agent can follow
+FeasibleFn = Callable[[np.ndarray, int], np.ndarray]
 
 
 def earliest_arrival(plan_fn: PlanFn, arrivals: Sequence[int], feasible: FeasibleFn) -> PlanFn:
     """``plan_fn`` whose plans without an imposed arrival (the first plan of an episode, and
-    every plan when replans do not pin it) also try the goal imposed from each step of
-    ``arrivals`` and keep, per query, the earliest plan that ``feasible`` accepts; a query that
-    accepts none keeps the plan with the goal on its last row. A plan that must spend its whole
-    horizon fills the slack by wandering; this one arrives as soon as the model can."""
+    every plan when replans do not pin it) first try the goal imposed from each step of
+    ``arrivals``, earliest first, and keep per query the first plan that ``feasible`` accepts;
+    queries that accept none get the plan with the goal on its last row. A plan that must spend
+    its whole horizon fills the slack by wandering; this one arrives as soon as the model can."""
 
     def plan(episodes, replans, observations, goals, arrival, previous, step):
-        chosen = plan_fn(episodes, replans, observations, goals, arrival, previous, step)
         if arrival is not None:
-            return chosen
-        for steps in sorted(arrivals, reverse=True):  # the earliest accepted plan is kept
+            return plan_fn(episodes, replans, observations, goals, arrival, previous, step)
+        chosen, searching = None, np.ones(len(episodes), bool)
+        for steps in sorted(arrivals):
             pinned = np.full(len(episodes), steps)
             plans = plan_fn(episodes, replans, observations, goals, pinned, previous, step)
-            accepted = np.asarray(feasible(plans, goals, step), bool)
-            chosen = np.where(accepted[:, None, None], plans, chosen)
-        return chosen
+            accepted = searching & np.asarray(feasible(plans, step), bool)
+            chosen = plans if chosen is None else np.where(accepted[:, None, None], plans, chosen)
+            searching &= ~accepted
+            if not searching.any():
+                return chosen
+        last_row = plan_fn(episodes, replans, observations, goals, None, previous, step)
+        return last_row if chosen is None else np.where(searching[:, None, None], last_row, chosen)
 
     return plan
 

@@ -98,7 +98,7 @@ def followable(task: MazeTask, planners: Mapping[int, Planner], layout: Layout) 
     around the walls and the obstacles in force at the step."""
     columns = list(layout.position_columns)
 
-    def feasible(plans: np.ndarray, goals: np.ndarray, step: int) -> np.ndarray:
+    def feasible(plans: np.ndarray, step: int) -> np.ndarray:
         terms = planners[stage_start(planners, step)].terms
         return within_limits(task, plans[..., columns], terms, layout)
 
