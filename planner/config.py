@@ -306,6 +306,12 @@ class PlanConfig:
     select: Literal["energy", "value"] = _field(
         "energy", "Pick the candidate with the lowest total energy, or the highest value."
     )
+    average_best: int = _field(
+        1,
+        "Execute the mean of the k best candidates (by `select`); 1 = the best one. Averages "
+        "out the behaviour noise each sample carries (locomotion).",
+        ge=1,
+    )
     seed: int = _field(0, "Seed of the sampler.", ge=0)
 
 
@@ -607,6 +613,12 @@ def _check_consistency(config: Config, source: str) -> None:
         raise ConfigError(
             f"{source}: eval.replan_every and eval.replan_deviation need eval.policy: mpc "
             f"(open_loop plans once per episode)"
+        )
+    plan = config.plan
+    if plan.average_best > plan.n_candidates:
+        raise ConfigError(
+            f"{source}: plan.average_best ({plan.average_best}) cannot exceed plan.n_candidates "
+            f"({plan.n_candidates}): it averages the best of the candidates sampled"
         )
     if model.kernel_size % 2 == 0:
         raise ConfigError(f"{source}: model.kernel_size must be odd; got {model.kernel_size}")

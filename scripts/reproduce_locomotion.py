@@ -170,10 +170,12 @@ def planner_setting(row: dict[str, Any]) -> str:
     guide = next(
         (spec.get("n_guide_steps", 2) for spec in plan["objectives"] if spec["type"] == "value"), 0
     )
-    warm = evaluation["warm_start_level"]
+    warm, averaged = evaluation["warm_start_level"], plan.get("average_best", 1)
     return (
-        f"{plan['n_candidates']} candidates, {levels}, {guide} value-guide steps, replan every "
-        f"{max(evaluation['replan_every'], 1)}" + (f", warm start {warm}" if warm else "")
+        f"{plan['n_candidates']} candidates, {levels}, {guide} value-guide steps, "
+        + (f"mean of the best {averaged}, " if averaged > 1 else "")
+        + f"replan every {max(evaluation['replan_every'], 1)}"
+        + (f", warm start {warm}" if warm else "")
     )
 
 

@@ -131,6 +131,7 @@ def test_config_from_dict_defaults():
     [
         ("train.steps=15", r"train\.steps must be a multiple of train\.steps_per_dispatch \(10\)"),
         ("diffusion.parameterization=energy", r"energy needs diffusion\.predict_epsilon: true"),
+        ("plan.average_best=65", r"plan\.average_best \(65\) cannot exceed plan\.n_candidates"),
     ],
 )
 def test_cross_field_rules(override, message):

@@ -23,7 +23,7 @@ from planner.planning.maze import (
     routes_to,
     within_limits,
 )
-from planner.planning.planner import Planner, best_candidates, inpainting, shift_plan
+from planner.planning.planner import Planner, Plans, inpainting, ranked_candidates, shift_plan
 from planner.planning.run import load_run
 from planner.runtime import compile_events
 
@@ -211,7 +211,22 @@ def test_a_diverged_candidate_is_never_chosen_over_one_that_did_not_diverge():
     trajectories[0, 0, 2, 1] = np.nan  # query 0: the lowest-ranked candidate diverged
     trajectories[2] = np.inf  # query 2: every candidate diverged
     ranking = np.array([[0.0, 2.0, 1.0], [np.nan, 3.0, 4.0], [1.0, 0.0, 2.0]])
-    np.testing.assert_array_equal(best_candidates(ranking, trajectories), [2, 1, 0])
+    np.testing.assert_array_equal(ranked_candidates(ranking, trajectories)[:, 0], [2, 1, 0])
+
+
+def test_mean_of_best_averages_the_best_ranked_candidates_and_skips_diverged_ones():
+    trajectories = np.arange(2 * 4, dtype=np.float32).reshape(2, 4, 1, 1).repeat(3, axis=2)
+    trajectories[1, 2] = np.nan  # query 1: its second-best candidate diverged
+    ranking = np.array([[3.0, 0.0, 1.0, 2.0], [0.0, 3.0, 1.0, 2.0]])
+    plans = Plans(
+        trajectories, np.zeros((2, 4, 0)), ranking, np.zeros((2, 4, 0)),
+        ranked_candidates(ranking, trajectories), np.ones((2, 4)), (), (),
+    )  # fmt: skip
+    np.testing.assert_array_equal(plans.mean_of_best(1), plans.chosen)
+    # query 0: candidates 1 and 2 (values 1, 2); query 1: 4 and 7 (6, the diverged one, last)
+    np.testing.assert_allclose(plans.mean_of_best(2)[:, 0, 0], [1.5, 5.5])
+    with pytest.raises(ValueError, match="count must be in 1..4"):
+        plans.mean_of_best(5)
 
 
 def test_pass_through_violation_is_zero_only_when_the_region_is_visited_in_time():

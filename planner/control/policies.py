@@ -304,12 +304,14 @@ def planner_plan_fn(
     seed: int,
     n_candidates: int,
     impose_goal: bool = True,
+    average_best: int = 1,
 ) -> PlanFn:
     """A :class:`PlanFn` over :class:`Planner` s: ``planners[s]`` plans from episode step ``s``
     on (a key 0 is required; later keys are steps at which the world, and so the planner's
     terms, change). Episode ``i``'s ``r``-th plan uses the key
     ``fold_in(fold_in(key(seed), i), r)``. With ``warm_start_level`` replans re-noise the
-    previous plan to that level. Without ``impose_goal`` plans are fixed at the start only."""
+    previous plan to that level. Without ``impose_goal`` plans are fixed at the start only. The
+    plan returned is the mean of the ``average_best`` best candidates (the best one when 1)."""
     if 0 not in planners:
         raise ValueError("planners need one for step 0")
     root = jax.random.key(seed)
@@ -330,7 +332,7 @@ def planner_plan_fn(
             warm_start=previous if warm_start else None,
             goal_from=arrival if impose_goal else None,
         )  # fmt: skip
-        return plans.chosen
+        return plans.mean_of_best(average_best)
 
     return plan
 

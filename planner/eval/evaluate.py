@@ -71,7 +71,9 @@ def make_policy(run: TrainedRun, config: Config, task: MazeTask) -> Policy:
     planners = {0: build_planner(run, config, task)[0]}  # checks the constraints
     appearances = appearance_steps(plan.constraints)
     planners |= {step: build_planner(run, config, task, step)[0] for step in appearances}
-    plan_fn = planner_plan_fn(planners, warm_level, plan.seed, plan.n_candidates, plan.impose_goal)
+    plan_fn = planner_plan_fn(
+        planners, warm_level, plan.seed, plan.n_candidates, plan.impose_goal, plan.average_best
+    )
     position = list(run.layout.position)
 
     def routes(observations: np.ndarray, goals: np.ndarray) -> np.ndarray:

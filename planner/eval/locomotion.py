@@ -133,7 +133,9 @@ def make_locomotion_policy(run: TrainedRun, config: Config) -> Policy:
     settings, plan = config.eval, config.plan
     planner = build_planner(run, config, task=None)[0]
     warm_level = settings.warm_start_level if settings.policy == "mpc" else None
-    plan_fn = planner_plan_fn({0: planner}, warm_level, plan.seed, plan.n_candidates, False)
+    plan_fn = planner_plan_fn(
+        {0: planner}, warm_level, plan.seed, plan.n_candidates, False, plan.average_best
+    )
     every = settings.replan_every if settings.policy == "mpc" else run.config.data.horizon
     return plan_action_policy(plan_fn, run.layout.action_dim, max(every, 1))
 

@@ -53,24 +53,43 @@ class Plans:
 
     ``trajectories`` [Q, N, H, D]; ``energies`` [Q, N, K] unweighted per term (``term_names``);
     ``total`` [Q, N] weighted sum; ``violations`` [Q, N, C] per hard term (``hard_names``), 0 where
-    it holds; ``best`` [Q] the chosen candidate; ``acceptance`` [Q, N] corrector acceptance;
-    ``jump`` the steps between the model's rows (``trajectories[..., ::jump, :]`` are its rows).
+    it holds; ``order`` [Q, N] the candidates best first (``best`` [Q] the chosen one);
+    ``acceptance`` [Q, N] corrector acceptance; ``jump`` the steps between the model's rows (``trajectories[..., ::jump, :]`` are its rows).
     """
 
     trajectories: np.ndarray
     energies: np.ndarray
     total: np.ndarray
     violations: np.ndarray
-    best: np.ndarray
+    order: np.ndarray
     acceptance: np.ndarray
     term_names: tuple[str, ...]
     hard_names: tuple[str, ...]
     jump: int = 1
 
     @property
+    def best(self) -> np.ndarray:
+        """``[Q]`` the index of each query's selected (best-ranked) candidate."""
+        return self.order[:, 0]
+
+    @property
     def chosen(self) -> np.ndarray:
         """``[Q, H, D]`` the selected plan of each query."""
         return self.trajectories[np.arange(len(self.best)), self.best]
+
+    def mean_of_best(self, count: int) -> np.ndarray:
+        """``[Q, H, D]`` the mean of each query's ``count`` best-ranked candidates (``chosen``
+        when ``count`` is 1), leaving out diverged ones unless all are: averaging the first
+        actions of several good samples cancels part of the behaviour policy's noise that
+        each sample reproduces."""
+        if not 1 <= count <= self.order.shape[1]:
+            raise ValueError(f"count must be in 1..{self.order.shape[1]}; got {count}")
+        best = self.order[:, :count]
+        picked = self.trajectories[np.arange(len(best))[:, None], best]
+        finite = np.isfinite(picked).all(axis=(2, 3))
+        kept = finite | (~finite.any(axis=1, keepdims=True) & (np.arange(count) == 0))
+        weights = kept / kept.sum(axis=1, keepdims=True)
+        return np.einsum("qk,qkhd->qhd", weights, np.where(kept[..., None, None], picked, 0))
 
     @property
     def knots(self) -> np.ndarray:
@@ -158,13 +177,13 @@ def shift_plan(plan: np.ndarray, executed: np.ndarray | int) -> np.ndarray:
     return np.take_along_axis(plan, rows[..., None], axis=-2)
 
 
-def best_candidates(ranking: np.ndarray, trajectories: np.ndarray) -> np.ndarray:
-    """``[Q]`` the index of each query's lowest-ranked candidate, from ``ranking`` [Q, N] and
-    the candidates ``trajectories`` [Q, N, H, D]. A candidate whose sampling diverged (a
-    non-finite entry) or whose rank is NaN comes last, so it is chosen only when every
-    candidate of its query did the same."""
+def ranked_candidates(ranking: np.ndarray, trajectories: np.ndarray) -> np.ndarray:
+    """``[Q, N]`` each query's candidates from the lowest-ranked (best) to the highest, from
+    ``ranking`` [Q, N] and the candidates ``trajectories`` [Q, N, H, D]. Candidates whose
+    sampling diverged (a non-finite entry) or whose rank is NaN come last, so one is chosen
+    only when every candidate of its query did the same."""
     diverged = ~np.isfinite(trajectories).all(axis=(2, 3)) | np.isnan(ranking)
-    return np.argmin(np.where(diverged, np.inf, ranking), axis=1)
+    return np.argsort(np.where(diverged, np.inf, ranking), axis=1, kind="stable")
 
 
 @jax.jit
@@ -300,7 +319,7 @@ class Planner:
             energies=per_query(energies),
             total=per_query(total),
             violations=per_query(violated),
-            best=best_candidates(per_query(ranking), per_query(trajectories)),
+            order=ranked_candidates(per_query(ranking), per_query(trajectories)),
             acceptance=per_query(np.asarray(result.acceptance)),
             term_names=names,
             hard_names=tuple(term.name for term in hard_terms(self.terms)),
