@@ -225,7 +225,7 @@ def test_mean_of_best_averages_the_best_ranked_candidates_and_skips_diverged_one
     np.testing.assert_array_equal(plans.mean_of_best(1), plans.chosen)
     # query 0: candidates 1 and 2 (values 1, 2); query 1: 4 and 7 (6, the diverged one, last)
     np.testing.assert_allclose(plans.mean_of_best(2)[:, 0, 0], [1.5, 5.5])
-    with pytest.raises(ValueError, match="count must be in 1..4"):
+    with pytest.raises(ValueError, match=r"count must be in 1\.\.4"):
         plans.mean_of_best(5)
 
 

@@ -54,7 +54,8 @@ class Plans:
     ``trajectories`` [Q, N, H, D]; ``energies`` [Q, N, K] unweighted per term (``term_names``);
     ``total`` [Q, N] weighted sum; ``violations`` [Q, N, C] per hard term (``hard_names``), 0 where
     it holds; ``order`` [Q, N] the candidates best first (``best`` [Q] the chosen one);
-    ``acceptance`` [Q, N] corrector acceptance; ``jump`` the steps between the model's rows (``trajectories[..., ::jump, :]`` are its rows).
+    ``acceptance`` [Q, N] corrector acceptance; ``jump`` the steps between the model's rows
+    (``trajectories[..., ::jump, :]`` are its rows).
     """
 
     trajectories: np.ndarray
