@@ -2,13 +2,17 @@
 results/locomotion_settings.{md,json}.
 
     python scripts/locomotion_settings.py --datasets hopper-medium
+    python scripts/locomotion_settings.py --datasets walker2d-medium --settings "SETTING" ...
     python scripts/locomotion_settings.py --render-only
 
 For each dataset the runs of ``make reproduce-locomotion`` (``runs/<name>-cpu{,-value,-bc}``,
 trained by it first) are evaluated under the config file's planner setting and under each
 alternative below, with behaviour cloning on the same episodes, on the selection seed (1). The
 configs' setting was chosen from this table; ``results/locomotion.md`` reports it on seed 0.
-Datasets not named in ``--datasets`` keep their stored rows (when stored with the same seed).
+Datasets not named in ``--datasets`` keep their stored rows (when stored with the same seed), and
+so do settings not named in ``--settings``; every row names the revision it was measured at.
+Rows named *config* are the configs' setting until git a787d19 (still the setting of the configs
+that this table did not move).
 """
 
 from __future__ import annotations
@@ -27,47 +31,85 @@ from planner.provenance import git_revision
 STORED = RESULTS / "locomotion_settings.json"
 
 VALUE = "{type: value, run: '{run}-value', t_stopgrad: 2"
+# The configs' setting until git a787d19: 4 candidates, Diffuser's 2 value-gradient steps per level
+GUIDED = ["plan.average_best=1", f"plan.objectives=[{VALUE}, scale: 0.1, n_guide_steps: 2}}]"]
 SETTINGS: dict[str, list[str]] = {  # name -> overrides of the config file's plan section
-    "config: 4 candidates, 2 value-gradient steps per level (scale 0.1), best value": [],
+    "16 candidates ranked by value, mean of the best 4": [
+        "plan.n_candidates=16",
+        "plan.average_best=4",
+        f"plan.objectives=[{VALUE}, scale: 0.1, n_guide_steps: 0}}]",
+    ],
+    "config: 4 candidates, 2 value-gradient steps per level (scale 0.1), best value": [
+        "plan.n_candidates=4",
+        *GUIDED,
+    ],
     "16 candidates ranked by value, no gradient steps": [
         "plan.n_candidates=16",
+        "plan.average_best=1",
         f"plan.objectives=[{VALUE}, scale: 0.1, n_guide_steps: 0}}]",
     ],
     "1 candidate, no value (the diffusion model alone)": [
         "plan.n_candidates=1",
+        "plan.average_best=1",
         "plan.select=energy",
         "plan.objectives=[]",
     ],
     "4 candidates, gradient scale 1.0": [
+        "plan.n_candidates=4",
+        "plan.average_best=1",
         f"plan.objectives=[{VALUE}, scale: 1.0, n_guide_steps: 2}}]",
     ],
-    "config at temperature 0.5 (initial and step noise halved)": ["plan.noise_scale=0.5"],
+    "config at temperature 0.5 (initial and step noise halved)": [
+        "plan.n_candidates=4",
+        *GUIDED,
+        "plan.noise_scale=0.5",
+    ],
     "1 deterministic plan (temperature 0), 2 value-gradient steps per level": [
-        "plan.noise_scale=0",
         "plan.n_candidates=1",
+        *GUIDED,
+        "plan.noise_scale=0",
     ],
     "1 deterministic plan (temperature 0), no value": [
         "plan.noise_scale=0",
         "plan.n_candidates=1",
+        "plan.average_best=1",
         "plan.select=energy",
         "plan.objectives=[]",
     ],
 }
 
 
-def measure(name: str, seed: int, episodes: int) -> dict[str, Any]:
+def measure(name: str, seed: int, episodes: int, settings: list[str]) -> dict[str, Any]:
+    """The rows of ``settings`` for dataset ``name`` and behaviour cloning on the same
+    episodes, each row with the revision it was measured at."""
     config_file = Path("configs") / f"{name}.yaml"
     common = [f"eval.seed={seed}", f"eval.episodes={episodes}"]
+    run_dir = Path("runs") / f"{name}-cpu"
     rows = []
-    for index, (setting, overrides) in enumerate(SETTINGS.items()):
-        out_dir = Path("runs") / f"{name}-cpu" / "eval" / f"settings{index}-seed{seed}"
-        run_dir = Path("runs") / f"{name}-cpu"
+    for setting in settings:
+        overrides, index = SETTINGS[setting], list(SETTINGS).index(setting)
+        out_dir = run_dir / "eval" / f"settings{index}-seed{seed}"
         summary = run_eval(run_dir, config_file, [*common, *overrides], out_dir=out_dir)
-        rows.append({"setting": setting, "overrides": overrides, "scores": summary["scores"]})
+        rows.append({
+            "setting": setting, "overrides": overrides, "scores": summary["scores"],
+            "git_revision": git_revision(),
+        })  # fmt: skip
         print(f"{name} {setting}: {score_text(summary['scores'])}", flush=True)
     bc_dir = Path("runs") / f"{name}-cpu-bc"
     bc = run_eval(bc_dir, config_file, common, out_dir=bc_dir / "eval" / f"settings-seed{seed}")
     return {"dataset": name, "rows": rows, "bc": bc["scores"], "git_revision": git_revision()}
+
+
+def merged(stored: dict[str, Any] | None, measured: dict[str, Any]) -> dict[str, Any]:
+    """``measured``'s rows with the rows of ``stored`` (the same dataset and seed, measured
+    before) whose settings were not measured again, in table order."""
+    names = {row["setting"] for row in measured["rows"]}
+    kept = [row for row in (stored or {}).get("rows", []) if row["setting"] not in names]
+    for row in kept:  # rows stored before rows carried their own revision
+        row.setdefault("git_revision", stored["git_revision"])
+    order = list(SETTINGS)
+    rows = sorted([*measured["rows"], *kept], key=lambda row: order.index(row["setting"]))
+    return {**measured, "rows": rows}
 
 
 def markdown(record: dict[str, Any]) -> str:
@@ -75,29 +117,32 @@ def markdown(record: dict[str, Any]) -> str:
         "# Locomotion planner settings (selection seed)",
         "",
         f"Made by `python scripts/locomotion_settings.py --datasets "
-        f"{' '.join(record['datasets'])}`; git {record['git_revision']} (the last command that "
-        f"wrote this page; each dataset names its own), {record['device']}, "
+        f"{' '.join(record['datasets'])}` (`--settings SETTING` for some rows); git "
+        f"{record['git_revision']} (the last command that wrote this page; each row names its "
+        f"own), {record['device']}, "
         f"{record['machine']}. Seed {record['seed']} (the selection seed; "
         "results/locomotion.md reports seed 0), normalized score (D4RL references) ± standard "
         "error; the `cpu` runs of `make reproduce-locomotion`. All settings sample with DDIM "
         "over 5 levels and replan at every step; *decisions / s* counts every episode's "
-        "decisions, 10 episodes batched.",
+        "decisions, 10 episodes batched. Rows named *config* are the configs' setting until "
+        "git a787d19; hopper-medium-replay's and walker2d-medium's configs now execute the mean "
+        "of the best 4 of 16 candidates ranked by value.",
     ]
     for dataset in record["results"]:
         rows = dataset["rows"]
         lines += [
             "",
-            f"## {dataset['dataset']} ({rows[0]['scores']['episodes']} episodes per cell, git "
-            f"{dataset['git_revision']})",
+            f"## {dataset['dataset']} ({rows[0]['scores']['episodes']} episodes per cell)",
             "",
-            "| planner setting | score | episode length | decisions / s |",
-            "|---|---|---|---|",
+            "| planner setting | score | episode length | decisions / s | git |",
+            "|---|---|---|---|---|",
         ]
-        for row in [*rows, {"setting": "behaviour cloning (baseline)", "scores": dataset["bc"]}]:
-            scores = row["scores"]
+        bc = {"setting": "behaviour cloning (baseline)", "scores": dataset["bc"]}
+        for row in [*rows, bc]:
+            scores, revision = row["scores"], row.get("git_revision", dataset["git_revision"])
             lines.append(
                 f"| {row['setting']} | {score_text(scores)} | {scores['length']['mean']:.0f} | "
-                f"{scores['decisions_per_second']} |"
+                f"{scores['decisions_per_second']} | {revision} |"
             )
     return "\n".join(lines) + "\n"
 
@@ -107,6 +152,9 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=["hopper-medium"])
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--episodes", type=int, default=10)
+    parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS),
+                        metavar="SETTING", help="rows to measure (default: all); the stored "
+                        "rows of the other settings are kept")  # fmt: skip
     parser.add_argument("--render-only", action="store_true")
     args = parser.parse_args()
 
@@ -115,7 +163,9 @@ def main() -> None:
         stored = json.loads(STORED.read_text()) if STORED.exists() else {}
         kept = [found for found in stored.get("results", []) if stored.get("seed") == args.seed]
         results = {found["dataset"]: found for found in kept}
-        results |= {name: measure(name, args.seed, args.episodes) for name in args.datasets}
+        for name in args.datasets:
+            measured = measure(name, args.seed, args.episodes, args.settings)
+            results[name] = merged(results.get(name), measured)
         return {"datasets": list(results), "seed": args.seed, "results": list(results.values())}
 
     record_or_render("locomotion_settings", args.render_only, measure_all, markdown)

@@ -62,10 +62,12 @@ BUDGETS = {
     "paper": ["train.steps=1000000", "train.value_steps=200000", "train.bc_steps=200000"],
 }
 KINDS = {"diffusion": "", "value": "-value", "bc": "-bc"}
-# Diffuser's planner (64 candidates, DDPM over every level, 2 value-gradient steps per level),
+# Diffuser's planner (64 candidates, DDPM over every level, 2 value-gradient steps per level,
+# the best one executed),
 # timed against each config's CPU setting; {run} is the diffusion run's directory.
 REFERENCE_SETTING = [
     "plan.n_candidates=64",
+    "plan.average_best=1",
     "plan.method=ddpm",
     "plan.objectives=[{type: value, run: '{run}-value', scale: 0.1, n_guide_steps: 2}]",
 ]

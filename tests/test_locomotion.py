@@ -187,6 +187,7 @@ def tiny_hopper_runs(tmp_path_factory, tiny_hopper_file):
         f"data.dataset={tiny_hopper_file}",
         "plan.objectives=[{type: value, run: '{run}-value'}]",
         "plan.n_candidates=2",
+        "plan.average_best=2",
         "eval.episodes=2",
         "eval.batch_size=2",
     ]
