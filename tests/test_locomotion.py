@@ -9,7 +9,7 @@ import pytest
 
 from planner.cli import main
 from planner.config import load_config
-from planner.control.policies import feedback_policy, plan_action_policy
+from planner.control.policies import Policy, feedback_policy, plan_action_policy
 from planner.data.d4rl import load_d4rl, write_hdf5
 from planner.data.episodes import expected_dimensions
 from planner.data.minari import write_minari
@@ -157,6 +157,23 @@ def test_episodes_stop_when_the_body_falls():
         assert np.all(rewards[length:] == 0) and np.all(rewards[:length] != 0)
     again = run_locomotion_episodes(task, policy, [1], seed=0)
     np.testing.assert_array_equal(again.rewards[0], rollouts.rewards[1])  # batch-independent
+
+
+def test_the_policy_stops_acting_for_episodes_that_ended():
+    task, sizes = LOCOMOTION_TASKS["hopper"], []
+
+    def act(state, observations):  # full torque topples episode 0 early; 1 stands longer
+        sizes.append(len(observations))
+        actions = np.where(state.episodes[:, None] == 0, 1.0, 0.1 * observations[:, 2:5])
+        return actions, state.replace(step=state.step + 1), {}
+
+    policy = Policy(feedback_policy(lambda observations: observations).init, act)
+    rollouts = run_locomotion_episodes(task, policy, [0, 1], seed=0)
+    fell = rollouts.lengths[0]
+    assert fell < rollouts.lengths[1]
+    assert sizes == [2] * fell + [1] * (rollouts.lengths[1] - fell)  # narrowed once 0 ended
+    alone = run_locomotion_episodes(task, policy, [1], seed=0)
+    np.testing.assert_array_equal(alone.rewards[0], rollouts.rewards[1])
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,10 @@
 """Locomotion evaluation: batched MuJoCo episodes under a policy, termination handled, scores.
 
 Episodes of a batch step together; one that terminates (the body falls) stops there while the
-others go on, and the policy keeps acting for the whole batch so its shapes never change.
-Episode ``i`` resets from its own seed (:func:`episode_seed`) and plans with its own keys, so
-results do not depend on the batch size.
+others go on. The policy acts for the whole batch until at most half of it is still running,
+then only for those (:func:`running_only`): a few batch shapes to compile, no plans for episodes
+that have ended. Episode ``i`` resets from its own seed (:func:`episode_seed`) and plans with its
+own keys, so results do not depend on the batch size.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from planner.config import Config
 from planner.control.policies import (
     Policy,
+    PolicyState,
     feedback_policy,
     plan_action_policy,
     planner_plan_fn,
@@ -88,14 +90,18 @@ def run_locomotion_episodes(
     began = time.perf_counter()
     state = policy.init(np.asarray(episodes), observation, np.zeros((batch, 0)))
     policy_seconds = time.perf_counter() - began
+    acting = np.arange(batch)  # the episodes the policy's state holds, in its order
     for step in range(steps):
+        if 2 * alive.sum() <= len(acting):
+            state, acting = running_only(state, acting, alive)
         began = time.perf_counter()
-        actions, state, _ = policy.act(state, observation)
+        actions, state, _ = policy.act(state, observation[acting])
         policy_seconds += time.perf_counter() - began
-        stepping = np.flatnonzero(alive)
-        replans[stepping] = np.asarray(state.replans)[stepping]  # counted while running
-        for index in stepping:
-            obs, reward, ended, truncated, _ = envs[index].step(actions[index])
+        stepping = np.flatnonzero(alive[acting])
+        replans[acting[stepping]] = np.asarray(state.replans)[stepping]  # counted while running
+        for row in stepping:
+            index = acting[row]
+            obs, reward, ended, truncated, _ = envs[index].step(actions[row])
             observation[index], rewards[index, step] = obs, reward
             lengths[index] = step + 1
             terminated[index] = ended
@@ -108,6 +114,16 @@ def run_locomotion_episodes(
     return LocomotionRollouts(
         np.asarray(episodes), rewards, lengths, terminated, observations, shares, replans
     )  # fmt: skip
+
+
+def running_only(
+    state: PolicyState, acting: np.ndarray, alive: np.ndarray
+) -> tuple[PolicyState, np.ndarray]:
+    """The policy state of ``acting`` [B] (batch positions) narrowed to those still ``alive``
+    (a [N] mask over the whole batch), and their positions."""
+    keep = np.flatnonzero(alive[acting])
+    narrowed = {name: getattr(state, name)[keep] for name in PolicyState.__dataclass_fields__}
+    return PolicyState(**narrowed), acting[keep]
 
 
 def bc_act_fn(run: TrainedRun) -> Callable[[np.ndarray], np.ndarray]:
