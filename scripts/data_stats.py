@@ -1,5 +1,6 @@
 """Summarize every regenerated locomotion dataset in the data directory into
-results/data-locomotion.md (+ data-locomotion.json).
+results/data-locomotion.md (+ data-locomotion.json); the stored rows of datasets not in the
+directory are kept.
 
     python scripts/data_stats.py [--data-dir DIR]
 
@@ -17,12 +18,16 @@ import platform
 from pathlib import Path
 
 import h5py
+import jax
+import mujoco
 
 from planner.envs.locomotion import locomotion_dataset_names
 from planner.paths import data_dir
 
 RESULTS = Path("results")
+STORED = RESULTS / "data-locomotion.json"
 COMMAND = "python scripts/data_stats.py"
+MACHINE = f"{platform.platform()}, jax {jax.__version__}, mujoco {mujoco.__version__}"
 
 
 def dataset_records(directory: Path) -> list[dict]:
@@ -35,8 +40,17 @@ def dataset_records(directory: Path) -> list[dict]:
             continue
         with h5py.File(path) as handle:
             attrs = {k: v.item() if hasattr(v, "item") else v for k, v in handle.attrs.items()}
-        rows.append({**attrs, "file": str(path), "command": f"planner data generate {name}"})
+        command = f"planner data generate {name}"
+        rows.append({**attrs, "file": str(path), "command": command, "machine": MACHINE})
     return rows
+
+
+def merged_records(stored: list[dict], found: list[dict]) -> list[dict]:
+    """``found`` with the ``stored`` rows of the datasets not found, in dataset order."""
+    names = {row["dataset"] for row in found}
+    rows = found + [row for row in stored if row["dataset"] not in names]
+    order = locomotion_dataset_names()
+    return sorted(rows, key=lambda row: order.index(row["dataset"]))
 
 
 def markdown(rows: list[dict], directory: Path) -> str:
@@ -49,12 +63,15 @@ def markdown(rows: list[dict], directory: Path) -> str:
         "reached one third of D4RL's expert return (*medium*), or for a step budget (*expert*,",
         "evaluated every 5,000 steps);",
         "data are rollouts of the stochastic policy, 32 simulators stepped together.",
-        f"Data directory: `{directory}`. Machine: {platform.platform()}.",
+        f"Data directory: `{directory}`. Each row names the machine and the jax and MuJoCo",
+        "versions that generated it (rows without one predate the column). The same command and",
+        "seed make the same file on one machine, not across machines or versions: arithmetic",
+        "differs, the behaviour policy's training diverges, and it stops at another step.",
         "",
         "| dataset | steps | episodes | return mean ± std | min / max | normalized | "
         "behaviour steps | behaviour time | behaviour eval return | collection steps/s | "
-        "generation time | git | command |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "generation time | git | machine | command |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         speed = row.get("collect_steps_per_second")
@@ -65,10 +82,10 @@ def markdown(rows: list[dict], directory: Path) -> str:
             f"{row['behaviour_steps']:,} | {row['behaviour_seconds'] / 60:.1f} min | "
             f"{row['behaviour_eval_return']} | {f'{speed:,}' if speed else '-'} | "
             f"{row['generate_seconds'] / 60:.1f} min | {row['git_revision']} | "
-            f"`{row['command']}` |"
+            f"{row.get('machine', '-')} | `{row['command']}` |"
         )
     if not rows:
-        lines.append("| (no regenerated locomotion dataset found) |" + " |" * 12)
+        lines.append("| (no regenerated locomotion dataset found) |" + " |" * 13)
     lines += [
         "",
         "Behaviour time is the policy's training wall time when it was trained (reused by the",
@@ -84,10 +101,11 @@ def main() -> None:
     parser.add_argument("--data-dir", help="default: $PLANNER_DATA_DIR or ~/.cache/planner")
     args = parser.parse_args()
     directory = data_dir(args.data_dir)
-    rows = dataset_records(directory)
+    stored = json.loads(STORED.read_text())["datasets"] if STORED.is_file() else []
+    rows = merged_records(stored, dataset_records(directory))
     RESULTS.mkdir(exist_ok=True)
     report = {"command": COMMAND, "data_dir": str(directory), "datasets": rows}
-    (RESULTS / "data-locomotion.json").write_text(json.dumps(report, indent=2) + "\n")
+    STORED.write_text(json.dumps(report, indent=2) + "\n")
     (RESULTS / "data-locomotion.md").write_text(markdown(rows, directory))
     print(f"wrote {RESULTS / 'data-locomotion.md'} ({len(rows)} datasets)")
 

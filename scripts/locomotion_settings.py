@@ -33,11 +33,23 @@ STORED = RESULTS / "locomotion_settings.json"
 VALUE = "{type: value, run: '{run}-value', t_stopgrad: 2"
 # The configs' setting until git a787d19: 4 candidates, Diffuser's 2 value-gradient steps per level
 GUIDED = ["plan.average_best=1", f"plan.objectives=[{VALUE}, scale: 0.1, n_guide_steps: 2}}]"]
-SETTINGS: dict[str, list[str]] = {  # name -> overrides of the config file's plan section
+RANKED = [f"plan.objectives=[{VALUE}, scale: 0.1, n_guide_steps: 0}}]"]  # value ranks only
+SETTINGS: dict[str, list[str]] = {  # name -> overrides of the config file's plan/eval sections
     "16 candidates ranked by value, mean of the best 4": [
         "plan.n_candidates=16",
         "plan.average_best=4",
-        f"plan.objectives=[{VALUE}, scale: 0.1, n_guide_steps: 0}}]",
+        *RANKED,
+    ],
+    "16 candidates ranked by value, mean of the best 4, replan every 2 steps": [
+        "plan.n_candidates=16",
+        "plan.average_best=4",
+        *RANKED,
+        "eval.replan_every=2",
+    ],
+    "8 candidates ranked by value, mean of the best 4": [
+        "plan.n_candidates=8",
+        "plan.average_best=4",
+        *RANKED,
     ],
     "config: 4 candidates, 2 value-gradient steps per level (scale 0.1), best value": [
         "plan.n_candidates=4",
@@ -46,7 +58,7 @@ SETTINGS: dict[str, list[str]] = {  # name -> overrides of the config file's pla
     "16 candidates ranked by value, no gradient steps": [
         "plan.n_candidates=16",
         "plan.average_best=1",
-        f"plan.objectives=[{VALUE}, scale: 0.1, n_guide_steps: 0}}]",
+        *RANKED,
     ],
     "1 candidate, no value (the diffusion model alone)": [
         "plan.n_candidates=1",
@@ -123,7 +135,8 @@ def markdown(record: dict[str, Any]) -> str:
         f"{record['machine']}. Seed {record['seed']} (the selection seed; "
         "results/locomotion.md reports seed 0), normalized score (D4RL references) ± standard "
         "error; the `cpu` runs of `make reproduce-locomotion`. All settings sample with DDIM "
-        "over 5 levels and replan at every step; *decisions / s* counts every episode's "
+        "over 5 levels and replan at every step unless named otherwise; *decisions / s* counts "
+        "every episode's "
         "decisions, 10 episodes batched. Rows named *config* are the configs' setting until "
         "git a787d19; hopper-medium-replay's and walker2d-medium's configs now execute the mean "
         "of the best 4 of 16 candidates ranked by value.",
