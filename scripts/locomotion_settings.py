@@ -51,6 +51,12 @@ SETTINGS: dict[str, list[str]] = {  # name -> overrides of the config file's pla
         "plan.average_best=4",
         *RANKED,
     ],
+    "4 candidates, no value, their mean": [
+        "plan.n_candidates=4",
+        "plan.average_best=4",
+        "plan.select=energy",
+        "plan.objectives=[]",
+    ],
     "config: 4 candidates, 2 value-gradient steps per level (scale 0.1), best value": [
         "plan.n_candidates=4",
         *GUIDED,

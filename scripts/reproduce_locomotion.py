@@ -45,6 +45,7 @@ from planner.planning.run import load_run
 from planner.provenance import git_revision
 
 RESULTS = Path("results")
+MACHINE = platform.platform()
 DIFFUSER = {  # published normalized scores (shared/specs/reference-results.md), D4RL data
     "hopper-medium": "74.3 ± 1.4",
     "hopper-medium-replay": "93.6 ± 0.4",
@@ -95,6 +96,7 @@ def evaluate_dataset(name: str, budget: str, run_root: Path, episodes: int) -> d
         "config": str(config_file),
         "overrides": overrides,
         "git_revision": git_revision(),
+        "machine": MACHINE,
         "training": {kind: training_record(read_metrics(d)) for kind, d in runs.items()},
     }
     for kind in ("diffusion", "bc"):
@@ -219,8 +221,12 @@ def markdown(record: dict[str, Any]) -> str:
             f"{row['diffusion']['eval']['seed']} |"
         )
     lines += ["", "Rows made at: " + "; ".join(
-        f"{row['dataset']} {row['budget']}: git {row['git_revision']}" for row in record["rows"]
-    ) + "."]  # fmt: skip
+        f"{row['dataset']} {row['budget']}: git {row['git_revision']}"
+        + (f" on {row['machine']}" if "machine" in row else "")
+        for row in record["rows"]
+    ) + ". Rows with no machine named were made on the one the page's header names or an "
+        "earlier one; machines differ in speed (decisions / s, training time) and the data "
+        "regenerated on each differ (results/data-locomotion.md)."]  # fmt: skip
     lines += [
         "",
         "## Seconds per decision: the CPU setting against Diffuser's",
@@ -317,7 +323,7 @@ def main() -> None:
             record |= {
                 "git_revision": git_revision(),
                 "device": jax.devices()[0].platform,
-                "machine": platform.platform(),
+                "machine": MACHINE,
             }
             json_path.write_text(json.dumps(record, indent=2) + "\n")
     record = read_record(json_path)
