@@ -22,9 +22,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from reproduce import RESULTS, record_or_render
 from reproduce_locomotion import score_text
 
+from planner.config import load_config
+from planner.data.sources import load_episodes
 from planner.eval.command import run_eval
 from planner.provenance import git_revision
 
@@ -115,14 +118,28 @@ def measure(name: str, seed: int, episodes: int, settings: list[str]) -> dict[st
         print(f"{name} {setting}: {score_text(summary['scores'])}", flush=True)
     bc_dir = Path("runs") / f"{name}-cpu-bc"
     bc = run_eval(bc_dir, config_file, common, out_dir=bc_dir / "eval" / f"settings-seed{seed}")
-    return {"dataset": name, "rows": rows, "bc": bc["scores"], "git_revision": git_revision()}
+    return {
+        "dataset": name, "rows": rows, "bc": bc["scores"], "git_revision": git_revision(),
+        "data": data_fingerprint(config_file),
+    }  # fmt: skip
+
+
+def data_fingerprint(config_file: Path) -> dict[str, Any]:
+    """Steps, episodes and summed reward of the config's dataset: regenerated on another
+    machine, a dataset of the same name differs (results/data-locomotion.md)."""
+    episodes = load_episodes(load_config(config_file).data)
+    reward = round(float(episodes.rewards.astype(np.float64).sum()), 1)
+    return {"steps": episodes.n_steps, "episodes": episodes.n_episodes, "reward": reward}
 
 
 def merged(stored: dict[str, Any] | None, measured: dict[str, Any]) -> dict[str, Any]:
     """``measured``'s rows with the rows of ``stored`` (the same dataset and seed, measured
-    before) whose settings were not measured again, in table order."""
+    before on the same data) whose settings were not measured again, in table order."""
     names = {row["setting"] for row in measured["rows"]}
-    kept = [row for row in (stored or {}).get("rows", []) if row["setting"] not in names]
+    same_data = (stored or {}).get("data") == measured["data"]
+    kept = [
+        row for row in (stored or {}).get("rows", []) if same_data and row["setting"] not in names
+    ]
     for row in kept:  # rows stored before rows carried their own revision
         row.setdefault("git_revision", stored["git_revision"])
     order = list(SETTINGS)
@@ -145,13 +162,16 @@ def markdown(record: dict[str, Any]) -> str:
         "every episode's "
         "decisions, 10 episodes batched. Rows named *config* are the configs' setting until "
         "git a787d19; hopper-medium-replay's and walker2d-medium's configs now execute the mean "
-        "of the best 4 of 16 candidates ranked by value.",
+        "of the best 4 of 16 candidates ranked by value. A dataset regenerated on another machine "
+        "differs (results/data-locomotion.md): measuring a dataset again drops the stored rows "
+        "of another dataset of the same name; headings name the data where recorded.",
     ]
     for dataset in record["results"]:
-        rows = dataset["rows"]
+        rows, data = dataset["rows"], dataset.get("data")
+        on = f"; data: {data['steps']:,} steps, {data['episodes']:,} episodes" if data else ""
         lines += [
             "",
-            f"## {dataset['dataset']} ({rows[0]['scores']['episodes']} episodes per cell)",
+            f"## {dataset['dataset']} ({rows[0]['scores']['episodes']} episodes per cell{on})",
             "",
             "| planner setting | score | episode length | decisions / s | git |",
             "|---|---|---|---|---|",
