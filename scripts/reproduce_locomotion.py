@@ -188,9 +188,9 @@ def markdown(record: dict[str, Any]) -> str:
         "# D4RL locomotion",
         "",
         "Made by `make reproduce-locomotion` (`python scripts/reproduce_locomotion.py`; "
-        f"`--datasets NAME` for one row); git {record['git_revision']}, {record['device']}, "
-        f"{record['machine']}. Training wall time as measured on this 2-core machine, "
-        "including any other load at the time.",
+        f"`--datasets NAME` for one row); the last command: git {record['git_revision']}, "
+        f"{record['device']}, {record['machine']}. Training wall time as measured on a 2-core "
+        "machine, including any other load at the time.",
         "",
         "Normalized score ± standard error over episodes, D4RL's reference returns. *planner*: "
         "the diffusion model planning from the current state, its candidates ranked (and, with "
@@ -224,9 +224,9 @@ def markdown(record: dict[str, Any]) -> str:
         f"{row['dataset']} {row['budget']}: git {row['git_revision']}"
         + (f" on {row['machine']}" if "machine" in row else "")
         for row in record["rows"]
-    ) + ". Rows with no machine named were made on the one the page's header names or an "
-        "earlier one; machines differ in speed (decisions / s, training time) and the data "
-        "regenerated on each differ (results/data-locomotion.md)."]  # fmt: skip
+    ) + ". Rows with no machine named were made on earlier machines, before rows recorded "
+        "theirs. Machines differ in speed (decisions / s, training time), and so do the "
+        "datasets regenerated on each (results/data-locomotion.md)."]  # fmt: skip
     lines += [
         "",
         "## Seconds per decision: the CPU setting against Diffuser's",
