@@ -64,6 +64,11 @@ SETTINGS: dict[str, list[str]] = {  # name -> overrides of the config file's pla
         "plan.n_candidates=4",
         *GUIDED,
     ],
+    "HalfCheetah's config: 4 candidates, 2 value-gradient steps per level (scale 0.001)": [
+        "plan.n_candidates=4",
+        "plan.average_best=1",
+        f"plan.objectives=[{VALUE}, scale: 0.001, n_guide_steps: 2}}]",
+    ],
     "16 candidates ranked by value, no gradient steps": [
         "plan.n_candidates=16",
         "plan.average_best=1",
