@@ -140,11 +140,9 @@ def data_fingerprint(config_file: Path) -> dict[str, Any]:
 def merged(stored: dict[str, Any] | None, measured: dict[str, Any]) -> dict[str, Any]:
     """``measured``'s rows with the rows of ``stored`` (the same dataset and seed, measured
     before on the same data) whose settings were not measured again, in table order."""
-    names = {row["setting"] for row in measured["rows"]}
-    same_data = (stored or {}).get("data") == measured["data"]
-    kept = [
-        row for row in (stored or {}).get("rows", []) if same_data and row["setting"] not in names
-    ]
+    stored, names = stored or {}, {row["setting"] for row in measured["rows"]}
+    same_data = stored.get("data") == measured["data"]
+    kept = [row for row in stored.get("rows", []) if same_data and row["setting"] not in names]
     for row in kept:  # rows stored before rows carried their own revision
         row.setdefault("git_revision", stored["git_revision"])
     order = list(SETTINGS)

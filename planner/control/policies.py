@@ -112,6 +112,12 @@ class PolicyState:
     def replace(self, **changes: Any) -> PolicyState:
         return dataclasses.replace(self, **changes)
 
+    def take(self, rows: np.ndarray) -> PolicyState:
+        """The state of the episodes at ``rows`` [K] (positions in this batch)."""
+        return PolicyState(
+            **{name: getattr(self, name)[rows] for name in self.__dataclass_fields__}
+        )
+
     @staticmethod
     def first(
         episodes: np.ndarray,

@@ -2,9 +2,9 @@
 
 Episodes of a batch step together; one that terminates (the body falls) stops there while the
 others go on. The policy acts for the whole batch until at most half of it is still running,
-then only for those (:func:`running_only`): a few batch shapes to compile, no plans for episodes
-that have ended. Episode ``i`` resets from its own seed (:func:`episode_seed`) and plans with its
-own keys, so results do not depend on the batch size.
+then only for those (its state narrowed with ``PolicyState.take``): a few batch shapes to
+compile, no plans for episodes that have ended. Episode ``i`` resets from its own seed
+(:func:`episode_seed`) and plans with its own keys, so results do not depend on the batch size.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from planner.config import Config
 from planner.control.policies import (
     Policy,
-    PolicyState,
     feedback_policy,
     plan_action_policy,
     planner_plan_fn,
@@ -92,8 +91,9 @@ def run_locomotion_episodes(
     policy_seconds = time.perf_counter() - began
     acting = np.arange(batch)  # the episodes the policy's state holds, in its order
     for step in range(steps):
-        if 2 * alive.sum() <= len(acting):
-            state, acting = running_only(state, acting, alive)
+        if 2 * alive.sum() <= len(acting):  # narrow the policy to the running episodes
+            running = np.flatnonzero(alive[acting])
+            state, acting = state.take(running), acting[running]
         began = time.perf_counter()
         actions, state, _ = policy.act(state, observation[acting])
         policy_seconds += time.perf_counter() - began
@@ -114,16 +114,6 @@ def run_locomotion_episodes(
     return LocomotionRollouts(
         np.asarray(episodes), rewards, lengths, terminated, observations, shares, replans
     )  # fmt: skip
-
-
-def running_only(
-    state: PolicyState, acting: np.ndarray, alive: np.ndarray
-) -> tuple[PolicyState, np.ndarray]:
-    """The policy state of ``acting`` [B] (batch positions) narrowed to those still ``alive``
-    (a [N] mask over the whole batch), and their positions."""
-    keep = np.flatnonzero(alive[acting])
-    narrowed = {name: getattr(state, name)[keep] for name in PolicyState.__dataclass_fields__}
-    return PolicyState(**narrowed), acting[keep]
 
 
 def bc_act_fn(run: TrainedRun) -> Callable[[np.ndarray], np.ndarray]:
