@@ -95,6 +95,23 @@ SETTINGS: dict[str, list[str]] = {  # name -> overrides of the config file's pla
         *GUIDED,
         "plan.noise_scale=0",
     ],
+    "the config's setting at temperature 0.5": ["plan.noise_scale=0.5"],
+    "the config's setting at temperature 0.25": ["plan.noise_scale=0.25"],
+    "the config's setting, 16 candidates, mean of the best 4": [
+        "plan.n_candidates=16",
+        "plan.average_best=4",
+    ],
+    "16 candidates at temperature 0.5 ranked by value, mean of the best 4": [
+        "plan.n_candidates=16",
+        "plan.average_best=4",
+        "plan.noise_scale=0.5",
+        *RANKED,
+    ],
+    "4 candidates, gradient scale 0.01": [
+        "plan.n_candidates=4",
+        "plan.average_best=1",
+        f"plan.objectives=[{VALUE}, scale: 0.01, n_guide_steps: 2}}]",
+    ],
     "1 deterministic plan (temperature 0), no value": [
         "plan.noise_scale=0",
         "plan.n_candidates=1",
@@ -165,7 +182,8 @@ def markdown(record: dict[str, Any]) -> str:
         "every episode's "
         "decisions, 10 episodes batched. Rows named *config* are the configs' setting until "
         "git a787d19; hopper-medium-replay's and walker2d-medium's configs now execute the mean "
-        "of the best 4 of 16 candidates ranked by value. A dataset regenerated on another machine "
+        "of the best 4 of 16 candidates ranked by value, halfcheetah-medium's the same at "
+        "temperature 0.5. A dataset regenerated on another machine "
         "differs (results/data-locomotion.md): measuring a dataset again drops the stored rows "
         "of another dataset of the same name; headings name the data where recorded.",
     ]

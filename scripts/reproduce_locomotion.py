@@ -63,12 +63,13 @@ BUDGETS = {
     "paper": ["train.steps=1000000", "train.value_steps=200000", "train.bc_steps=200000"],
 }
 KINDS = {"diffusion": "", "value": "-value", "bc": "-bc"}
-# Diffuser's planner (64 candidates, DDPM over every level, 2 value-gradient steps per level,
-# the best one executed),
+# Diffuser's planner (64 candidates, DDPM over every level at temperature 1, 2 value-gradient
+# steps per level, the best one executed),
 # timed against each config's CPU setting; {run} is the diffusion run's directory.
 REFERENCE_SETTING = [
     "plan.n_candidates=64",
     "plan.average_best=1",
+    "plan.noise_scale=1.0",
     "plan.method=ddpm",
     "plan.objectives=[{type: value, run: '{run}-value', scale: 0.1, n_guide_steps: 2}]",
 ]
@@ -175,8 +176,11 @@ def planner_setting(row: dict[str, Any]) -> str:
         (spec.get("n_guide_steps", 2) for spec in plan["objectives"] if spec["type"] == "value"), 0
     )
     warm, averaged = evaluation["warm_start_level"], plan.get("average_best", 1)
+    temperature = plan.get("noise_scale", 1.0)
     return (
-        f"{plan['n_candidates']} candidates, {levels}, {guide} value-guide steps, "
+        f"{plan['n_candidates']} candidates, {levels}, "
+        + (f"temperature {temperature:g}, " if temperature != 1.0 else "")
+        + f"{guide} value-guide steps, "
         + (f"mean of the best {averaged}, " if averaged > 1 else "")
         + f"replan every {max(evaluation['replan_every'], 1)}"
         + (f", warm start {warm}" if warm else "")
