@@ -3,7 +3,7 @@
 planner data generate maze2d-umaze-v1|hopper-medium-v2 [--steps N] [--seed S] [--out FILE] ...
 planner data generate GYM_ENV_ID --kind medium --stop-return R [--steps N] [--seed S] ...
 planner data info PATH_OR_ID [--source ...] [--segmentation ...] [--plot FILE]
-planner train --config FILE [--set section.key=value ...] [--run-dir DIR] [--overfit-batch]
+planner train --config FILE [--set section.key=value ...] [--run-dir DIR] [--with value bc]
 planner train-value --config FILE [--set ...] [--run-dir DIR]
 planner train-bc --config FILE [--set ...] [--run-dir DIR]
 planner plan --run RUN_DIR [--config FILE] [--set plan.key=value ...] [--start x,y] [--goal x,y]
@@ -132,7 +132,13 @@ def build_parser() -> argparse.ArgumentParser:
         trainer.add_argument(
             "--overfit-batch", action="store_true", help="debug: train on one fixed batch"
         )
-        trainer.set_defaults(handler=_train, kind=kind)
+        if kind == "diffusion":
+            trainer.add_argument(
+                "--with", dest="also", nargs="+", choices=("value", "bc"), default=[],
+                help="then train these models of the same config too, into <run dir>-value "
+                "and <run dir>-bc (where `planner eval` and value objectives look)",
+            )  # fmt: skip
+        trainer.set_defaults(handler=_train, kind=kind, also=[])
 
     plan = commands.add_parser("plan", help="plan with a trained run, goals and constraints")
     plan.add_argument("--run", required=True, type=Path, help="a `planner train` run directory")
@@ -467,21 +473,28 @@ def _print_summary(summary: dict) -> None:
 # --- training ------------------------------------------------------------------------------
 
 
+RUN_SUFFIX = {"diffusion": "", "value": "-value", "bc": "-bc"}
+
+
 def _train(args: argparse.Namespace) -> int:
+    """Train ``args.kind`` into its run directory, then each kind of ``args.also`` (only with
+    ``planner train``) into the diffusion run's directory plus that kind's suffix."""
     from planner.training import train
 
     config = load_config(args.config, args.set)
-    suffix = {"diffusion": "", "value": "-value", "bc": "-bc"}[args.kind]
-    run_dir = args.run_dir or Path(config.logging.run_root) / f"{args.config.stem}{suffix}"
-    summary = train(config, run_dir, args.kind, overfit_batch=args.overfit_batch)
-    if summary["start_step"] == summary["final_step"]:
-        print(f"{run_dir} is already trained to step {summary['final_step']:,}; nothing to do")
-        return 0
-    print(
-        f"trained {args.kind} model to step {summary['final_step']:,} in {run_dir} "
-        f"(loss {summary.get('loss', float('nan')):.4f}, "
-        f"{summary.get('steps_per_second', float('nan')):.1f} steps/s)"
-    )
+    default = Path(config.logging.run_root) / f"{args.config.stem}{RUN_SUFFIX[args.kind]}"
+    first = args.run_dir or default
+    runs = [(args.kind, first), *((k, Path(f"{first}{RUN_SUFFIX[k]}")) for k in args.also)]
+    for kind, run_dir in runs:
+        summary = train(config, run_dir, kind, overfit_batch=args.overfit_batch)
+        if summary["start_step"] == summary["final_step"]:
+            print(f"{run_dir} is already trained to step {summary['final_step']:,}; nothing to do")
+            continue
+        print(
+            f"trained {kind} model to step {summary['final_step']:,} in {run_dir} "
+            f"(loss {summary.get('loss', float('nan')):.4f}, "
+            f"{summary.get('steps_per_second', float('nan')):.1f} steps/s)"
+        )
     return 0
 
 

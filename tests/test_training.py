@@ -239,6 +239,22 @@ def test_value_model_trains_from_the_cli(shared_data_dir, tmp_path, capsys):
     assert "already trained to step 20; nothing to do" in capsys.readouterr().out
 
 
+def test_train_with_value_and_bc_trains_all_three_next_to_each_other(
+    shared_data_dir, tmp_path, capsys
+):
+    """`planner train --with value bc` is the three trainers in one command, with the value and
+    BC runs where `planner eval` and a ``{run}-value`` objective look for them."""
+    overrides = [*TINY, f"data.data_dir={shared_data_dir}", "train.bc_steps=20"]
+    run = tmp_path / "run"
+    args = ["train", "--config", "configs/maze2d-umaze.yaml", "--run-dir", str(run)]
+    assert main([*args, "--with", "value", "bc", *[f"--set={o}" for o in overrides]]) == 0
+    out = capsys.readouterr().out
+    assert "trained diffusion model to step 40" in out
+    assert "trained value model to step 20" in out and "trained bc model to step 20" in out
+    for run_dir, step in ((run, 40), (tmp_path / "run-value", 20), (tmp_path / "run-bc", 20)):
+        assert (run_dir / "checkpoints" / str(step)).is_dir()
+
+
 def test_killed_training_resumes_to_the_same_parameters(
     shared_data_dir, compilation_cache, tmp_path
 ):
