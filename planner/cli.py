@@ -4,6 +4,7 @@ planner data generate maze2d-umaze-v1|hopper-medium-v2 [--steps N] [--seed S] [-
 planner data generate GYM_ENV_ID --kind medium --stop-return R [--steps N] [--seed S] ...
 planner data info PATH_OR_ID [--source ...] [--segmentation ...] [--plot FILE]
 planner train --config FILE [--set section.key=value ...] [--run-dir DIR] [--with value bc]
+              [--overfit-batch]
 planner train-value --config FILE [--set ...] [--run-dir DIR]
 planner train-bc --config FILE [--set ...] [--run-dir DIR]
 planner plan --run RUN_DIR [--config FILE] [--set plan.key=value ...] [--start x,y] [--goal x,y]
@@ -28,6 +29,7 @@ from planner.config import (
 from planner.data.episodes import summarize
 from planner.envs.locomotion import DATASET_KINDS, locomotion_dataset_names
 from planner.errors import PlannerError
+from planner.paths import RUN_SUFFIXES
 from planner.runtime import enable_compilation_cache, initialize_distributed
 
 
@@ -473,18 +475,15 @@ def _print_summary(summary: dict) -> None:
 # --- training ------------------------------------------------------------------------------
 
 
-RUN_SUFFIX = {"diffusion": "", "value": "-value", "bc": "-bc"}
-
-
 def _train(args: argparse.Namespace) -> int:
     """Train ``args.kind`` into its run directory, then each kind of ``args.also`` (only with
     ``planner train``) into the diffusion run's directory plus that kind's suffix."""
     from planner.training import train
 
     config = load_config(args.config, args.set)
-    default = Path(config.logging.run_root) / f"{args.config.stem}{RUN_SUFFIX[args.kind]}"
+    default = Path(config.logging.run_root) / f"{args.config.stem}{RUN_SUFFIXES[args.kind]}"
     first = args.run_dir or default
-    runs = [(args.kind, first), *((k, Path(f"{first}{RUN_SUFFIX[k]}")) for k in args.also)]
+    runs = [(args.kind, first), *((k, Path(f"{first}{RUN_SUFFIXES[k]}")) for k in args.also)]
     for kind, run_dir in runs:
         summary = train(config, run_dir, kind, overfit_batch=args.overfit_batch)
         if summary["start_step"] == summary["final_step"]:

@@ -1,4 +1,4 @@
-"""Where datasets live on disk. Nothing here downloads anything."""
+"""Where datasets and runs live on disk. Nothing here downloads anything."""
 
 from __future__ import annotations
 
@@ -20,3 +20,8 @@ def data_dir(override: str | Path | None = None) -> Path:
 def d4rl_dir() -> Path:
     """D4RL's own download cache: ``$D4RL_DATASET_DIR``, else ``~/.d4rl/datasets``."""
     return Path(os.environ.get("D4RL_DATASET_DIR") or Path.home() / ".d4rl" / "datasets")
+
+
+# A config's three runs sit side by side: the diffusion run ``DIR``, its value model ``DIR-value``
+# (where a ``{run}-value`` objective looks) and its behaviour-cloning baseline ``DIR-bc``.
+RUN_SUFFIXES = {"diffusion": "", "value": "-value", "bc": "-bc"}

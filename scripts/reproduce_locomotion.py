@@ -40,6 +40,7 @@ from planner.eval.locomotion import (
     locomotion_summary,
     make_locomotion_policy,
 )
+from planner.paths import RUN_SUFFIXES
 from planner.planning.build import plan_config
 from planner.planning.run import load_run
 from planner.provenance import git_revision
@@ -62,7 +63,6 @@ BUDGETS = {
     "cpu": ["train.steps=10000", "train.value_steps=5000", "train.bc_steps=20000"],
     "paper": ["train.steps=1000000", "train.value_steps=200000", "train.bc_steps=200000"],
 }
-KINDS = {"diffusion": "", "value": "-value", "bc": "-bc"}
 # Diffuser's planner (64 candidates, DDPM over every level at temperature 1, 2 value-gradient
 # steps per level, the best one executed),
 # timed against each config's CPU setting; {run} is the diffusion run's directory.
@@ -86,7 +86,7 @@ def evaluate_dataset(name: str, budget: str, run_root: Path, episodes: int) -> d
     config_file = Path("configs") / f"{name}.yaml"
     overrides = [*BUDGETS[budget], "train.keep_checkpoints=1"]
     load_episodes(load_config(config_file, overrides).data)  # regenerates a missing dataset
-    runs = {kind: run_root / f"{name}-{budget}{suffix}" for kind, suffix in KINDS.items()}
+    runs = {kind: run_root / f"{name}-{budget}{suffix}" for kind, suffix in RUN_SUFFIXES.items()}
     for kind, run_dir in runs.items():
         train_unless_done(config_file, overrides, run_dir, kind)
     eval_overrides = [f"eval.episodes={episodes}"]  # the value run: '{run}-value'
@@ -215,8 +215,8 @@ def markdown(record: dict[str, Any]) -> str:
         planner, bc = row["diffusion"]["scores"], row["bc"]["scores"]
         above = planner["normalized_d4rl"]["mean"] >= bc["normalized_d4rl"]["mean"]
         training = row["training"]
-        steps = " / ".join(f"{training[kind]['steps']:,}" for kind in KINDS)
-        minutes = sum(training[kind]["wall_minutes"] for kind in KINDS)
+        steps = " / ".join(f"{training[kind]['steps']:,}" for kind in RUN_SUFFIXES)
+        minutes = sum(training[kind]["wall_minutes"] for kind in RUN_SUFFIXES)
         lines.append(
             f"| {row['dataset']} | {row['budget']} | {score_text(planner)} | {score_text(bc)} | "
             f"{'yes' if above else '**no**'} | {DIFFUSER[row['dataset']]} | "
