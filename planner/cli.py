@@ -104,8 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument(
         "--expert-train-steps",
         type=_positive_int,
-        default=1_000_000,
-        help="training steps of the locomotion (or Gymnasium) expert policy",
+        help="training steps of the locomotion (or Gymnasium) expert policy (default: "
+        "planner.data.locomotion.EXPERT_TRAIN_STEPS, 300,000)",
     )
     generate.add_argument("--minari", metavar="ID", help="also write a local Minari dataset")
     generate.add_argument("--force", action="store_true", help="overwrite an existing file")
@@ -337,7 +337,7 @@ def _data_generate(args: argparse.Namespace) -> int:
 
 
 def _data_generate_locomotion(args: argparse.Namespace) -> int:
-    from planner.data.locomotion import LOCOMOTION_STEPS, generate_locomotion
+    from planner.data.locomotion import EXPERT_TRAIN_STEPS, LOCOMOTION_STEPS, generate_locomotion
     from planner.data.sources import generated_path
 
     if args.minari:
@@ -352,14 +352,18 @@ def _data_generate_locomotion(args: argparse.Namespace) -> int:
         print(f"{out} exists; pass --force to regenerate it")
         return 0
     record = generate_locomotion(
-        args.name, out, steps, args.seed, expert_train_steps=args.expert_train_steps
+        args.name,
+        out,
+        steps,
+        args.seed,
+        expert_train_steps=args.expert_train_steps or EXPERT_TRAIN_STEPS,
     )
     _print_generated(out, record)
     return 0
 
 
 def _data_generate_gym(args: argparse.Namespace) -> int:
-    from planner.data.locomotion import LOCOMOTION_STEPS, generate_gym_dataset
+    from planner.data.locomotion import EXPERT_TRAIN_STEPS, LOCOMOTION_STEPS, generate_gym_dataset
     from planner.data.sources import generated_path
     from planner.envs.locomotion import gym_dataset_name, gym_task
 
@@ -396,7 +400,7 @@ def _data_generate_gym(args: argparse.Namespace) -> int:
         stop_return,
         steps,
         args.seed,
-        expert_train_steps=args.expert_train_steps,
+        expert_train_steps=args.expert_train_steps or EXPERT_TRAIN_STEPS,
     )
     _print_generated(out, record)
     print(

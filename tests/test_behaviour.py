@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import h5py
 import jax
 import numpy as np
@@ -23,12 +26,15 @@ from planner.data.behaviour import (
 from planner.data.d4rl import load_d4rl
 from planner.data.locomotion import (
     collect,
+    expert_returns,
     generate_locomotion,
     policy_path,
     replay_path,
 )
 from planner.data.sources import generated_path, load_generated, resolve_dataset
 from planner.envs.locomotion import EPISODE_STEPS, LOCOMOTION_TASKS, LocomotionTask
+from planner.eval.command import locomotion_references
+from planner.paths import data_dir as planner_data_dir
 
 D4RL_KEYS = {"observations", "actions", "rewards", "terminals", "timeouts", "next_observations"}
 TINY = CrossQConfig(actor_hidden=(64, 64), critic_hidden=(64, 64), batch_size=64, warmup_steps=300)
@@ -201,3 +207,16 @@ def test_cli_and_sources_find_generated_locomotion_files(data_dir, capsys):
     path.rename(default)
     episodes, found = resolve_dataset("hopper-medium-v2", "generated", data_dir)
     assert found == default and len(episodes.observations) == 2_000
+
+
+def test_simulator_references_gain_the_expert_return_once_an_expert_policy_exists(data_dir):
+    references = locomotion_references(HOPPER)  # no expert policy in the data directory yet
+    assert references["ref_max"] is None and references["episodes"] == 100
+    expert = policy_path(data_dir, "hopper", "expert", 0)
+    shutil.copy(expert, policy_path(planner_data_dir(), "hopper", "expert", 0))
+    updated = locomotion_references(HOPPER)
+    assert updated["ref_min"] == references["ref_min"]  # measured once, kept
+    returns, metadata = expert_returns(HOPPER, data_dir)
+    assert updated["ref_max"] == pytest.approx(returns.mean()) and len(returns) == 100
+    assert updated["expert"]["train_steps"] == metadata["steps"] == 700
+    assert json.loads((planner_data_dir() / "hopper.reference.json").read_text()) == updated

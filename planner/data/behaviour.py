@@ -382,10 +382,11 @@ def evaluate(
     actor_params: Any,
     episodes: int,
     seed: int,
+    deterministic: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(returns [episodes], lengths [episodes])`` of the deterministic (mean-action) policy,
-    one episode per simulator, all stepped together."""
-    policy = policy_fn(act, actor_params, jax.random.key(0), deterministic=True)
+    """``(returns [episodes], lengths [episodes])`` of the policy (mean actions, or sampled
+    ones as in collection), one episode per simulator, all stepped together."""
+    policy = policy_fn(act, actor_params, jax.random.key(0), deterministic=deterministic)
     seeds = np.random.SeedSequence((seed, 1)).generate_state(episodes)
     first: dict[int, Episode] = {}
     for index, episode in stream_episodes(task, policy, seeds):

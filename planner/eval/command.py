@@ -20,6 +20,7 @@ import jax
 import numpy as np
 
 from planner.config import Config, config_to_dict
+from planner.data.locomotion import expert_returns
 from planner.data.maze2d import reference_scores
 from planner.data.sources import generated_path, reference_path
 from planner.envs.locomotion import LOCOMOTION_TASKS, LocomotionTask, config_task
@@ -53,17 +54,30 @@ def simulator_references(task: MazeTask) -> dict[str, Any]:
 
 
 def locomotion_references(task: LocomotionTask) -> dict[str, Any]:
-    """This simulator's random-policy return (100 episodes, seed 0), stored in the data
-    directory as ``<body>.reference.json`` (another environment: ``<env id>.reference.json``);
-    ``ref_max`` is null until an expert behaviour policy has been measured there."""
+    """This simulator's reference returns, stored in the data directory as
+    ``<body>.reference.json`` (another environment: ``<env id>.reference.json``): ``ref_min``
+    the random policy's mean return, ``ref_max`` the seed-0 expert behaviour policy's (sampled
+    actions), 100 episodes each (seed 0). Each is computed once, when first asked for;
+    ``ref_max`` stays null until an expert policy has been trained there
+    (``planner data generate <body>-expert-v2``)."""
     stem = task.name if LOCOMOTION_TASKS.get(task.name) == task else task.file_stem
     path = data_dir() / f"{stem}.reference.json"
-    if not path.is_file():
+    record = json.loads(path.read_text()) if path.is_file() else {}
+    if "ref_min" not in record:
         returns = random_policy_returns(task)
-        path.parent.mkdir(parents=True, exist_ok=True)
         record = {"ref_min": float(returns.mean()), "ref_max": None, "episodes": len(returns)}
-        path.write_text(json.dumps(record, indent=2))
-    return json.loads(path.read_text())
+    if record["ref_max"] is None and (expert := expert_returns(task, data_dir())) is not None:
+        returns, metadata = expert
+        record["ref_max"] = float(returns.mean())
+        record["expert"] = {
+            "episodes": len(returns),
+            "return_std": float(returns.std()),
+            "train_steps": metadata["steps"],
+            "last_eval_return": metadata["history"][-1][1] if metadata["history"] else None,
+        }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2))
+    return record
 
 
 def eval_task(config: Config) -> LocomotionTask | None:
