@@ -174,7 +174,15 @@ def window_starts(length: int, window: int, stride: int) -> tuple[int, ...]:
     return tuple(range(0, length - window + 1, stride))
 
 
-def overlapping_windows(denoiser: Denoiser, window: int, stride: int) -> Denoiser:
+def overlapping_windows(
+    denoiser: Denoiser,
+    window: int,
+    stride: int,
+    schedule: Schedule | None = None,
+    action_dim: int = 0,
+    condition_start: bool = False,
+    condition_goal: bool = False,
+) -> Denoiser:
     """``denoiser``, trained on ``window``-step trajectories, as a model of longer ones.
 
     The long trajectory's density is the product of the model on overlapping windows ``W_k``
@@ -183,7 +191,22 @@ def overlapping_windows(denoiser: Denoiser, window: int, stride: int) -> Denoise
     ``ε(x) = Σ_k ε(x[W_k]) - Σ_k ε(x[O_k])`` placed at each window's steps, and the same for
     the energy. The overlaps (``window - stride`` steps) are evaluated by the same
     convolutional network. ``x`` [B, L, D] with ``L = window + k * stride``.
+
+    A model trained with its first (``condition_start``) and / or last (``condition_goal``)
+    observation clean is given those rows clean in every window and overlap, as in training
+    (transitions are ``[actions (action_dim), observations]``): the long plan's own ends as the
+    sampler imposes them, interior ones as the model's current estimate of the clean state
+    there (``x̂₀ = (x - σ_t ε) / √ᾱ_t`` of the neighbouring window, ``schedule`` needed). With a
+    clean first row a window and the overlap that starts there divide into the conditional of the
+    window's new steps given the overlap, so the chain stays a product of conditionals. The
+    estimates come from one sweep through the windows per conditioned end, start estimates
+    forward from the plan's start and goal estimates backward from its goal (the forward sweep
+    reads not-yet-estimated interior goal rows as they are); a conditioned row gets no
+    contribution from the factors that take it as given. Costs about 2x (one end conditioned)
+    or 3x (both) the network evaluations of the unconditioned composition.
     """
+    if (condition_start or condition_goal) and schedule is None:
+        raise ValueError("conditioned windows need the noise schedule to estimate clean rows")
 
     def factors(length: int) -> tuple[tuple[float, tuple[int, ...], int], ...]:
         """``(sign, first steps, size)`` of the window factors and of the overlap divisors."""
@@ -191,24 +214,74 @@ def overlapping_windows(denoiser: Denoiser, window: int, stride: int) -> Denoise
         overlaps = tuple(s + stride for s in starts[:-1])
         return (1.0, starts, window), (-1.0, overlaps, window - stride)
 
-    def stacked(fn: Callable, params: Any, x: jax.Array, t: jax.Array, starts, size: int):
-        """``fn`` on every slice ``x[:, s : s + size]`` in one call: ``[len(starts), B, ...]``."""
-        slices = jnp.concatenate([x[:, s : s + size] for s in starts])
-        out = fn(params, slices, jnp.tile(t, len(starts)))
-        return out.reshape(len(starts), x.shape[0], *out.shape[1:])
+    def given_rows(first: int, size: int) -> tuple[int, ...]:
+        """Steps of the slice ``[first, first + size)`` the model takes as clean."""
+        return (first,) * condition_start + (first + size - 1,) * condition_goal
+
+    def conditioned(x: jax.Array, clean: dict[int, jax.Array], first: int, size: int):
+        """``(slice [B, size, D], free [1, size, D])``: the slice with its given rows' observations
+        set to ``clean[step]``, and where its prediction counts."""
+        part = x[:, first : first + size]
+        free = jnp.ones((1, size, x.shape[2]), bool)
+        for step in given_rows(first, size):
+            part = part.at[:, step - first, action_dim:].set(clean[step])
+            free = free.at[:, step - first, action_dim:].set(False)
+        return part, free
+
+    def clean_rows(params: Any, x: jax.Array, t: jax.Array) -> dict[int, jax.Array]:
+        """``{step: [B, O]}`` clean observations of every given row of every window."""
+        starts = window_starts(x.shape[1], window, stride)
+        ends = [first + window - 1 for first in starts]
+        # The plan's own ends as imposed; interior goal rows as they are until estimated.
+        clean = {step: x[:, step, action_dim:] for step in (0, *ends)}
+        root_alpha = schedule.sqrt_alphas_cumprod[t][:, None, None]
+        sigma = schedule.sqrt_one_minus_alphas_cumprod[t][:, None, None]
+
+        def estimate(k: int, step: int) -> jax.Array:
+            part, _ = conditioned(x, clean, starts[k], window)
+            noise = denoiser.noise_fn(params, part, t)
+            return ((part - sigma * noise) / root_alpha)[:, step - starts[k], action_dim:]
+
+        if condition_start:
+            for k in range(len(starts) - 1):
+                clean[starts[k + 1]] = estimate(k, starts[k + 1])
+        if condition_goal:
+            for k in reversed(range(1, len(starts))):
+                clean[ends[k - 1]] = estimate(k, ends[k - 1])
+        return jax.lax.stop_gradient(clean)
+
+    def slices(params: Any, x: jax.Array, t: jax.Array):
+        """``(sign, first, size, inputs [n, B, size, D], free [n, 1, size, D])`` per factor kind:
+        every slice of one kind, conditioned, stacked for one network call."""
+        clean = clean_rows(params, x, t) if condition_start or condition_goal else {}
+        for sign, starts, size in factors(x.shape[1]):
+            parts = [conditioned(x, clean, first, size) for first in starts]
+            yield (
+                sign,
+                starts,
+                size,
+                jnp.stack([p for p, _ in parts]),
+                jnp.stack([f for _, f in parts]),
+            )
+
+    def batched(fn: Callable, params: Any, inputs: jax.Array, t: jax.Array) -> jax.Array:
+        """``fn`` on ``inputs`` [n, B, ...] in one call: ``[n, B, ...]``."""
+        n, batch = inputs.shape[:2]
+        out = fn(params, inputs.reshape(n * batch, *inputs.shape[2:]), jnp.tile(t, n))
+        return out.reshape(n, batch, *out.shape[1:])
 
     def noise(params: Any, x: jax.Array, t: jax.Array) -> jax.Array:
         total = jnp.zeros_like(x)
-        for sign, starts, size in factors(x.shape[1]):
-            outputs = stacked(denoiser.noise_fn, params, x, t, starts, size)
+        for sign, starts, size, inputs, free in slices(params, x, t):
+            outputs = batched(denoiser.noise_fn, params, inputs, t) * free
             for first, output in zip(starts, outputs, strict=True):
                 total = total.at[:, first : first + size].add(sign * output)
         return total
 
     def energy(params: Any, x: jax.Array, t: jax.Array) -> jax.Array:
         return sum(
-            sign * stacked(denoiser.energy_fn, params, x, t, starts, size).sum(axis=0)
-            for sign, starts, size in factors(x.shape[1])
+            sign * batched(denoiser.energy_fn, params, inputs, t).sum(axis=0)
+            for sign, _, _, inputs, _ in slices(params, x, t)
         )
 
     return Denoiser(denoiser.params, noise, energy if denoiser.has_energy else None)

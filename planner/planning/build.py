@@ -74,14 +74,15 @@ def plan_denoiser(run: TrainedRun, config: Config, horizon: int) -> Denoiser:
                 f"plan.window_stride must leave overlaps (H - stride = "
                 f"{window - plan.window_stride}) that are a multiple of {stride}"
             )
-        if config.diffusion.condition_start or config.diffusion.condition_goal:
-            raise ValueError(
-                "plan.window_stride composes windows of a model trained without imposed "
-                "observations (diffusion.condition_start: false, condition_goal: false); this "
-                "run saw every window's first (and last) observation clean in training, which "
-                "the windows inside a longer plan cannot give it"
-            )
-        denoiser = overlapping_windows(denoiser, window, plan.window_stride)
+        denoiser = overlapping_windows(
+            denoiser,
+            window,
+            plan.window_stride,
+            run.schedule,
+            run.layout.action_dim,
+            config.diffusion.condition_start,
+            config.diffusion.condition_goal,
+        )
     return denoiser
 
 
