@@ -190,7 +190,7 @@ def references_table(references: dict[str, dict[str, Any]]) -> list[str]:
         "Made by `python scripts/reproduce_locomotion.py --references` (stored in the data "
         "directory as `<body>.reference.json`). *random*: uniform random actions; *expert*: our "
         "seed-0 expert CrossQ behaviour policy (`planner data generate <body>-expert-v2`), "
-        "actions sampled as in its dataset; 100 episodes each, seed 0, mean (std). D4RL's "
+        "actions sampled as in its dataset, mean (std); 100 episodes each, seed 0. D4RL's "
         "references are its random and SAC expert policies on mujoco-py simulators.",
         "",
         "| body | random | expert | expert training steps | expert's last evaluation "
