@@ -64,8 +64,8 @@ MEDIUM_MAX_TRAIN_STEPS = 1_000_000  # give up on reaching the medium return afte
 MEDIUM_EVAL_EVERY = 1_000
 # D4RL's experts are SAC policies trained 1M steps. CrossQ is far more sample-efficient (a third of
 # the expert return within 30-50k steps here), and 300k steps take about 25 min per body on a 2-core
-# CPU. Each policy's evaluation curve is saved with it (``history``), so whether it has levelled
-# off can be read (scripts/data_stats.py reports it).
+# CPU. Each policy's evaluation curve is saved with it (``history`` in its .policy.npz), so
+# whether it has levelled off can be read.
 EXPERT_TRAIN_STEPS = 300_000
 COLLECT_ENVS = 32
 LEVELS = ("medium", "expert")

@@ -62,7 +62,8 @@ def locomotion_references(task: LocomotionTask) -> dict[str, Any]:
     (``planner data generate <body>-expert-v2``)."""
     stem = task.name if LOCOMOTION_TASKS.get(task.name) == task else task.file_stem
     path = data_dir() / f"{stem}.reference.json"
-    record = json.loads(path.read_text()) if path.is_file() else {}
+    stored = json.loads(path.read_text()) if path.is_file() else {}
+    record = dict(stored)
     if "ref_min" not in record:
         returns = random_policy_returns(task)
         record = {"ref_min": float(returns.mean()), "ref_max": None, "episodes": len(returns)}
@@ -75,8 +76,9 @@ def locomotion_references(task: LocomotionTask) -> dict[str, Any]:
             "train_steps": metadata["steps"],
             "last_eval_return": metadata["history"][-1][1] if metadata["history"] else None,
         }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2))
+    if record != stored:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record, indent=2))
     return record
 
 
