@@ -119,6 +119,18 @@ SETTINGS: dict[str, list[str]] = {  # name -> overrides of the config file's pla
         "plan.select=energy",
         "plan.objectives=[]",
     ],
+    "8 candidates, no value, their mean": [
+        "plan.n_candidates=8",
+        "plan.average_best=8",
+        "plan.select=energy",
+        "plan.objectives=[]",
+    ],
+    "16 candidates, no value, their mean": [
+        "plan.n_candidates=16",
+        "plan.average_best=16",
+        "plan.select=energy",
+        "plan.objectives=[]",
+    ],
 }
 
 
@@ -135,7 +147,7 @@ def measure(name: str, seed: int, episodes: int, settings: list[str]) -> dict[st
         summary = run_eval(run_dir, config_file, [*common, *overrides], out_dir=out_dir)
         rows.append({
             "setting": setting, "overrides": overrides, "scores": summary["scores"],
-            "git_revision": git_revision(),
+            "git_revision": git_revision(), "checkpoint_step": summary["checkpoint_step"],
         })  # fmt: skip
         print(f"{name} {setting}: {score_text(summary['scores'])}", flush=True)
     bc_dir = Path("runs") / f"{name}-cpu-bc"
@@ -180,7 +192,8 @@ def markdown(record: dict[str, Any]) -> str:
         "error; the `cpu` runs of `make reproduce-locomotion`. All settings sample with DDIM "
         "over 5 levels and replan at every step unless named otherwise; *decisions / s* counts "
         "every episode's "
-        "decisions, 10 episodes batched. Rows named *config* are the configs' setting until "
+        "decisions, 10 episodes batched; *model steps* the diffusion model's training steps "
+        "(— in rows measured before rows recorded them: the configs' 10,000). Rows named *config* are the configs' setting until "
         "git a787d19; hopper-medium-replay's and walker2d-medium's configs now execute the mean "
         "of the best 4 of 16 candidates ranked by value, halfcheetah-medium's the same at "
         "temperature 0.5. A dataset regenerated on another machine "
@@ -194,15 +207,16 @@ def markdown(record: dict[str, Any]) -> str:
             "",
             f"## {dataset['dataset']} ({rows[0]['scores']['episodes']} episodes per cell{on})",
             "",
-            "| planner setting | score | episode length | decisions / s | git |",
-            "|---|---|---|---|---|",
+            "| planner setting | score | episode length | decisions / s | model steps | git |",
+            "|---|---|---|---|---|---|",
         ]
         bc = {"setting": "behaviour cloning (baseline)", "scores": dataset["bc"]}
         for row in [*rows, bc]:
             scores, revision = row["scores"], row.get("git_revision", dataset["git_revision"])
+            steps = f"{row['checkpoint_step']:,}" if "checkpoint_step" in row else "—"
             lines.append(
                 f"| {row['setting']} | {score_text(scores)} | {scores['length']['mean']:.0f} | "
-                f"{scores['decisions_per_second']} | {revision} |"
+                f"{scores['decisions_per_second']} | {steps} | {revision} |"
             )
     return "\n".join(lines) + "\n"
 
