@@ -37,6 +37,14 @@ VALUE = "{type: value, run: '{run}-value', t_stopgrad: 2"
 # The configs' setting until git a787d19: 4 candidates, Diffuser's 2 value-gradient steps per level
 GUIDED = ["plan.average_best=1", f"plan.objectives=[{VALUE}, scale: 0.1, n_guide_steps: 2}}]"]
 RANKED = [f"plan.objectives=[{VALUE}, scale: 0.1, n_guide_steps: 0}}]"]  # value ranks only
+
+
+def unranked_mean(n: int) -> list[str]:
+    """``n`` candidates sampled without the value, their mean executed."""
+    return [f"plan.n_candidates={n}", f"plan.average_best={n}", "plan.select=energy",
+            "plan.objectives=[]"]  # fmt: skip
+
+
 SETTINGS: dict[str, list[str]] = {  # name -> overrides of the config file's plan/eval sections
     "16 candidates ranked by value, mean of the best 4": [
         "plan.n_candidates=16",
@@ -54,12 +62,7 @@ SETTINGS: dict[str, list[str]] = {  # name -> overrides of the config file's pla
         "plan.average_best=4",
         *RANKED,
     ],
-    "4 candidates, no value, their mean": [
-        "plan.n_candidates=4",
-        "plan.average_best=4",
-        "plan.select=energy",
-        "plan.objectives=[]",
-    ],
+    "4 candidates, no value, their mean": unranked_mean(4),
     "config: 4 candidates, 2 value-gradient steps per level (scale 0.1), best value": [
         "plan.n_candidates=4",
         *GUIDED,
@@ -74,12 +77,7 @@ SETTINGS: dict[str, list[str]] = {  # name -> overrides of the config file's pla
         "plan.average_best=1",
         *RANKED,
     ],
-    "1 candidate, no value (the diffusion model alone)": [
-        "plan.n_candidates=1",
-        "plan.average_best=1",
-        "plan.select=energy",
-        "plan.objectives=[]",
-    ],
+    "1 candidate, no value (the diffusion model alone)": unranked_mean(1),
     "4 candidates, gradient scale 1.0": [
         "plan.n_candidates=4",
         "plan.average_best=1",
@@ -119,18 +117,8 @@ SETTINGS: dict[str, list[str]] = {  # name -> overrides of the config file's pla
         "plan.select=energy",
         "plan.objectives=[]",
     ],
-    "8 candidates, no value, their mean": [
-        "plan.n_candidates=8",
-        "plan.average_best=8",
-        "plan.select=energy",
-        "plan.objectives=[]",
-    ],
-    "16 candidates, no value, their mean": [
-        "plan.n_candidates=16",
-        "plan.average_best=16",
-        "plan.select=energy",
-        "plan.objectives=[]",
-    ],
+    "8 candidates, no value, their mean": unranked_mean(8),
+    "16 candidates, no value, their mean": unranked_mean(16),
 }
 
 
@@ -194,7 +182,8 @@ def markdown(record: dict[str, Any]) -> str:
         "every episode's "
         "decisions, 10 episodes batched; *model steps* the diffusion model's training steps "
         "(— in rows measured before rows recorded them: the configs' 10,000). Rows named "
-        "*config* are the configs' setting until git a787d19; hopper-medium-replay's and walker2d-medium's configs now execute the mean "
+        "*config* are the configs' setting until git a787d19; hopper-medium-replay's and "
+        "walker2d-medium's configs now execute the mean "
         "of the best 4 of 16 candidates ranked by value, halfcheetah-medium's the same at "
         "temperature 0.5. A dataset regenerated on another machine "
         "differs (results/data-locomotion.md): measuring a dataset again drops the stored rows "
