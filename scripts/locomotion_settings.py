@@ -136,6 +136,7 @@ def measure(name: str, seed: int, episodes: int, settings: list[str]) -> dict[st
         rows.append({
             "setting": setting, "overrides": overrides, "scores": summary["scores"],
             "git_revision": git_revision(), "checkpoint_step": summary["checkpoint_step"],
+            "value_steps": sum(summary["value_steps"].values()),  # 0: no value; one at most
         })  # fmt: skip
         print(f"{name} {setting}: {score_text(summary['scores'])}", flush=True)
     bc_dir = Path("runs") / f"{name}-cpu-bc"
@@ -181,7 +182,8 @@ def markdown(record: dict[str, Any]) -> str:
         "over 5 levels and replan at every step unless named otherwise; *decisions / s* counts "
         "every episode's "
         "decisions, 10 episodes batched; *model steps* the diffusion model's training steps "
-        "(— in rows measured before rows recorded them: the configs' 10,000). Rows named "
+        "and *value steps* the value model's (— in rows measured before rows recorded them: "
+        "the configs' 10,000 and 5,000; none: the setting uses no value). Rows named "
         "*config* are the configs' setting until git a787d19; hopper-medium-replay's and "
         "walker2d-medium's configs now execute the mean "
         "of the best 4 of 16 candidates ranked by value, halfcheetah-medium's the same at "
@@ -196,8 +198,9 @@ def markdown(record: dict[str, Any]) -> str:
             "",
             f"## {dataset['dataset']} ({rows[0]['scores']['episodes']} episodes per cell{on})",
             "",
-            "| planner setting | score | episode length | decisions / s | model steps | git |",
-            "|---|---|---|---|---|---|",
+            "| planner setting | score | episode length | decisions / s | model steps | "
+            "value steps | git |",
+            "|---|---|---|---|---|---|---|",
         ]
         bc = {"setting": "behaviour cloning (baseline)", "scores": dataset["bc"]}
         for row in [*rows, bc]:
@@ -205,9 +208,18 @@ def markdown(record: dict[str, Any]) -> str:
             steps = f"{row['checkpoint_step']:,}" if "checkpoint_step" in row else "—"
             lines.append(
                 f"| {row['setting']} | {score_text(scores)} | {scores['length']['mean']:.0f} | "
-                f"{scores['decisions_per_second']} | {steps} | {revision} |"
+                f"{scores['decisions_per_second']} | {steps} | {value_steps_text(row)} | "
+                f"{revision} |"
             )
     return "\n".join(lines) + "\n"
+
+
+def value_steps_text(row: dict[str, Any]) -> str:
+    """The training steps of the value model a row's plans were ranked or guided by ("none":
+    a value-free setting; "—": measured before rows recorded them)."""
+    if "value_steps" not in row:
+        return "none" if "plan.objectives=[]" in row.get("overrides", []) else "—"
+    return f"{row['value_steps']:,}" if row["value_steps"] else "none"
 
 
 def main() -> None:

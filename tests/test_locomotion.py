@@ -243,5 +243,6 @@ def test_tiny_hopper_plans_and_evaluates(tiny_hopper_runs, tiny_hopper_file, cap
         assert (out / "rollouts.png").is_file()
         assert "this simulator" not in capsys.readouterr().out  # no expert reference yet
     diffusion = json.loads((tiny_hopper_runs / "eval-diffusion" / "scores.json").read_text())
+    assert diffusion["value_steps"] == {"{run}-value": 20}  # the value run it ranked by
     lengths = np.asarray(diffusion["lengths"])
     assert diffusion["scores"]["replans_per_episode"]["mean"] == pytest.approx(lengths.mean() - 1)

@@ -34,9 +34,9 @@ from planner.eval.locomotion import (
 )
 from planner.eval.scores import score_summary
 from planner.paths import data_dir
-from planner.planning.build import plan_config
+from planner.planning.build import plan_config, value_run_dir
 from planner.planning.maze import PlanRequestError
-from planner.planning.run import TrainedRun, load_run
+from planner.planning.run import TrainedRun, latest_step, load_run
 from planner.provenance import git_revision
 from planner.viz.rollouts import plot_return_curves, plot_rollouts
 
@@ -128,11 +128,20 @@ def run_eval(
 
 
 def _provenance(run: TrainedRun, config: Config, seconds: float) -> dict[str, Any]:
+    """What an evaluation ran: the run and its checkpoint step, the steps of the value runs its
+    plans were ranked or guided by (diffusion runs), the plan and eval sections, where and
+    when."""
     sections = config_to_dict(config)
+    value_objectives = config.plan.objectives if run.kind == "diffusion" else []
     return {
         "run": str(run.run_dir),
         "kind": run.kind,
         "checkpoint_step": run.step,
+        "value_steps": {
+            spec["run"]: latest_step(value_run_dir(spec["run"], run.run_dir))
+            for spec in value_objectives
+            if spec.get("type") == "value"
+        },
         "eval": sections["eval"],
         "plan": sections["plan"],
         "seconds": round(seconds, 1),

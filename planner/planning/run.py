@@ -121,18 +121,30 @@ def _with_attribute(network_fn, index: int, params: Any, x: jax.Array, t: jax.Ar
     return network_fn(params, x, t, jnp.full(t.shape, index, jnp.int32))
 
 
-def load_run(run_dir: str | Path, step: int | None = None) -> TrainedRun:
-    """The checkpoint at ``step`` (default: the latest) of a training run directory."""
-    run_dir = Path(run_dir)
+def _saved_steps(run_dir: Path) -> tuple[ocp.CheckpointManager, list[int]]:
+    """The checkpoint manager of a training run directory and its finished steps (at least
+    one)."""
     if not (run_dir / "checkpoints").is_dir():
         raise CheckpointError(
             f"{run_dir}: not a training run (no checkpoints/ directory); train one with "
             f"`planner train --config FILE --run-dir {run_dir}`"
         )
     manager = checkpoint_manager(run_dir)
-    steps = manager.all_steps()
+    steps = list(manager.all_steps())
     if not steps:
         raise CheckpointError(f"{run_dir}: has no finished checkpoint yet")
+    return manager, steps
+
+
+def latest_step(run_dir: str | Path) -> int:
+    """The step of the checkpoint :func:`load_run` loads by default."""
+    return max(_saved_steps(Path(run_dir))[1])
+
+
+def load_run(run_dir: str | Path, step: int | None = None) -> TrainedRun:
+    """The checkpoint at ``step`` (default: the latest) of a training run directory."""
+    run_dir = Path(run_dir)
+    manager, steps = _saved_steps(run_dir)
     step = max(steps) if step is None else step
     if step not in steps:
         raise CheckpointError(f"{run_dir}: no checkpoint at step {step}; saved: {sorted(steps)}")
