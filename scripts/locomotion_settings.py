@@ -10,7 +10,8 @@ trained by it first) are evaluated under the config file's planner setting and u
 alternative below, with behaviour cloning on the same episodes, on the selection seed (1). The
 configs' setting was chosen from this table; ``results/locomotion.md`` reports it on seed 0.
 Datasets not named in ``--datasets`` keep their stored rows (when stored with the same seed), and
-so do settings not named in ``--settings``; every row names the revision it was measured at.
+so do settings not named in ``--settings`` and rows of other models (a setting measured on a
+model trained longer adds a row); every row names the revision it was measured at.
 Rows named *config* are the configs' setting until git a787d19 (still the setting of the configs
 that this table did not move).
 """
@@ -155,16 +156,26 @@ def data_fingerprint(config_file: Path) -> dict[str, Any]:
     return {"steps": episodes.n_steps, "episodes": episodes.n_episodes, "reward": reward}
 
 
+def row_key(row: dict[str, Any]) -> tuple[str, int, int]:
+    """A row's setting and the training steps of its diffusion and value models (0 where not
+    recorded): the table keeps one row per key, so models trained longer add rows."""
+    return row["setting"], row.get("checkpoint_step") or 0, row.get("value_steps") or 0
+
+
 def merged(stored: dict[str, Any] | None, measured: dict[str, Any]) -> dict[str, Any]:
     """``measured``'s rows with the rows of ``stored`` (the same dataset and seed, measured
-    before on the same data) whose settings were not measured again, in table order."""
-    stored, names = stored or {}, {row["setting"] for row in measured["rows"]}
+    before on the same data) whose settings and models were not measured again, in table
+    order."""
+    stored, keys = stored or {}, {row_key(row) for row in measured["rows"]}
     same_data = stored.get("data") == measured["data"]
-    kept = [row for row in stored.get("rows", []) if same_data and row["setting"] not in names]
+    kept = [row for row in stored.get("rows", []) if same_data and row_key(row) not in keys]
     for row in kept:  # rows stored before rows carried their own revision
         row.setdefault("git_revision", stored["git_revision"])
     order = list(SETTINGS)
-    rows = sorted([*measured["rows"], *kept], key=lambda row: order.index(row["setting"]))
+    rows = sorted(
+        [*measured["rows"], *kept],
+        key=lambda row: (order.index(row["setting"]), *row_key(row)[1:]),
+    )
     return {**measured, "rows": rows}
 
 
@@ -187,7 +198,9 @@ def markdown(record: dict[str, Any]) -> str:
         "*config* are the configs' setting until git a787d19; hopper-medium-replay's and "
         "walker2d-medium's configs now execute the mean "
         "of the best 4 of 16 candidates ranked by value, halfcheetah-medium's the same at "
-        "temperature 0.5. A dataset regenerated on another machine "
+        "temperature 0.5, hopper-medium-expert's the same with a 30,000-step model and a "
+        "20,000-step value. A setting measured again on a model trained longer adds a row. "
+        "A dataset regenerated on another machine "
         "differs (results/data-locomotion.md): measuring a dataset again drops the stored rows "
         "of another dataset of the same name; headings name the data where recorded.",
     ]
