@@ -486,7 +486,15 @@ def _rate_and_error(rate: float, episodes: int) -> str:
 
 
 def _choice_text(choice: Mapping[str, Any]) -> str:
-    return ", ".join(f"{key}={value}" for key, value in choice.items()) or "—"
+    """``key=value, ...`` of a choice, the keys of its ``eval`` and ``obstacle_guidance``
+    sections as ``section.key=value``."""
+    items = []
+    for key, value in choice.items():
+        if key in ("eval", "obstacle_guidance"):
+            items += [(f"{key}.{inner}", setting) for inner, setting in value.items()]
+        else:
+            items.append((key, value))
+    return ", ".join(f"{key}={value}" for key, value in items) or "—"
 
 
 def markdown_section(record: Mapping[str, Any], notes: str = "") -> str:
