@@ -514,7 +514,7 @@ def compose_suite(names: list[str] | None) -> None:
             continue
         for spec in [*scenario.runs, *scenario.value_runs]:
             train_scenario_run(spec)
-        began = time.perf_counter()
+        began, revision = time.perf_counter(), git_revision()  # the code the rows come from
         result = run_scenario(scenario, log=functools.partial(print, flush=True))
         rollouts = result.pop("rollouts")
         task = get_maze_task(result["task"])
@@ -530,7 +530,7 @@ def compose_suite(names: list[str] | None) -> None:
             "show_terms": bool(scenario.score),
             "wall_minutes": round((time.perf_counter() - began) / 60, 1),
             "machine": platform.platform(),
-            "git_revision": git_revision(),
+            "git_revision": revision,
             "command": f"python scripts/reproduce.py --suite compose --scenarios {scenario.name}",
         }
         record["scenarios"][scenario.name] = result
