@@ -86,5 +86,5 @@ def plot_scenario(
             ax.set_xlabel("")
             ax.set_ylabel("")
     title = f"{record['title']}: plans (dashed) and executed paths (solid)"
-    figure.suptitle(textwrap.fill(title, width=40 * len(methods)))  # fits the panels' width
+    figure.suptitle(textwrap.fill(title, width=34 * len(methods)))  # ~10 characters an inch
     return save_figure(figure, path)
