@@ -3,6 +3,8 @@
     python scripts/reproduce_locomotion.py                           # every dataset with a config
     python scripts/reproduce_locomotion.py --datasets hopper-medium  # one row
     python scripts/reproduce_locomotion.py --render-only             # rewrite the .md
+    python scripts/reproduce_locomotion.py --train-only --datasets walker2d-medium-expert
+        # train the runs only, e.g. before choosing a setting on the selection seed
     python scripts/reproduce_locomotion.py --reference-subset --datasets halfcheetah-medium
         # the CPU setting's score against Diffuser's setting on a few short episodes
 
@@ -85,13 +87,22 @@ def shipped_datasets() -> list[str]:
     return sorted(name for name in DIFFUSER if (Path("configs") / f"{name}.yaml").is_file())
 
 
-def evaluate_dataset(name: str, budget: str, run_root: Path, episodes: int) -> dict[str, Any]:
+def train_dataset(
+    name: str, budget: str, run_root: Path
+) -> tuple[Path, list[str], dict[str, Path]]:
+    """Regenerate ``name``'s dataset if missing and train its diffusion, value and BC runs unless
+    done; returns the config file, its overrides and the run directory of each kind."""
     config_file = Path("configs") / f"{name}.yaml"
     overrides = [*BUDGETS[budget], "train.keep_checkpoints=1"]
     load_episodes(load_config(config_file, overrides).data)  # regenerates a missing dataset
     runs = {kind: run_root / f"{name}-{budget}{suffix}" for kind, suffix in RUN_SUFFIXES.items()}
     for kind, run_dir in runs.items():
         train_unless_done(config_file, overrides, run_dir, kind)
+    return config_file, overrides, runs
+
+
+def evaluate_dataset(name: str, budget: str, run_root: Path, episodes: int) -> dict[str, Any]:
+    config_file, overrides, runs = train_dataset(name, budget, run_root)
     eval_overrides = [f"eval.episodes={episodes}"]  # the value run: '{run}-value'
 
     row: dict[str, Any] = {
@@ -364,6 +375,11 @@ def main() -> None:
         help="only score the CPU setting against Diffuser's on a few short episodes",
     )
     parser.add_argument(
+        "--train-only",
+        action="store_true",
+        help="only regenerate missing data and train the runs (e.g. before choosing a setting)",
+    )
+    parser.add_argument(
         "--references",
         action="store_true",
         help="only record each body's random and expert returns on this simulator",
@@ -382,6 +398,10 @@ def main() -> None:
             record = read_record(json_path)
             record["reference_subsets"] = with_row(record.get("reference_subsets", []), row)
             json_path.write_text(json.dumps(record, indent=2) + "\n")
+    if args.train_only:
+        for name in args.datasets or shipped_datasets():
+            train_dataset(name, args.budget, args.run_root)
+        return
     if not (args.render_only or args.reference_subset or args.references):
         for name in args.datasets or shipped_datasets():
             row = evaluate_dataset(name, args.budget, args.run_root, args.episodes)

@@ -121,6 +121,9 @@ def test_a_scenario_runs_end_to_end_with_physical_obstacles(tiny_world, monkeypa
     assert "| plain |" in text and "A note." in text
     task = find_maze_task(run.config.data.dataset)
     assert plot_scenario(tmp_path / "scenario.png", task, record, rollouts).is_file()
+    held = {key: dataclasses.replace(result, feasible=np.zeros_like(result.feasible))
+            for key, result in rollouts.items()}  # fmt: skip
+    assert plot_scenario(tmp_path / "held.png", task, record, held).is_file()
 
 
 def test_every_stored_scenario_renders_rows_as_wide_as_their_header():

@@ -42,7 +42,8 @@ def plot_scenario(
 ) -> Path:
     """One panel per layout (row) and method (column): the first ``shown`` episodes' plans
     (dashed) and executed paths (solid), obstacles in red, ``regions`` (e.g. a preferred
-    corridor) outlined in green, the start marked by a circle; for attribute layouts the
+    corridor) outlined in green, the start marked by a circle (by a cross, and no plan drawn,
+    for an episode reported infeasible and held at its start); for attribute layouts the
     required attributes' boxes outlined in green and the excluded ones in red."""
     attributes = {spec["name"]: spec for spec in record.get("attributes", ())}
     layouts = [layout["name"] for layout in record["layouts"]]
@@ -67,11 +68,13 @@ def plot_scenario(
             result = rollouts[(layout["name"], method)]
             for index in range(min(shown, len(result.returns))):
                 colour = colours[index % len(colours)]
-                plan = result.first_plans[index][:, list(position_columns)]
                 path_xy = result.observations[index][:, :2]
-                ax.plot(plan[:, 1], plan[:, 0], "--", color=colour, lw=1.0)
+                if result.feasible[index]:  # a held episode's plan was never executed
+                    plan = result.first_plans[index][:, list(position_columns)]
+                    ax.plot(plan[:, 1], plan[:, 0], "--", color=colour, lw=1.0)
                 ax.plot(path_xy[:, 1], path_xy[:, 0], "-", color=colour, lw=1.6, alpha=0.8)
-                ax.plot(path_xy[0, 1], path_xy[0, 0], "o", color=colour, ms=4)
+                marker = "o" if result.feasible[index] else "x"
+                ax.plot(path_xy[0, 1], path_xy[0, 0], marker, color=colour, ms=4)
             row = next(
                 r for r in record["rows"] if (r["layout"], r["method"]) == (layout["name"], method)
             )
@@ -81,6 +84,8 @@ def plot_scenario(
             else:
                 outcome = (f"clean success {row['clean_success_rate']:.0%}, "
                            f"collisions {row['collision_rate']:.1%}")  # fmt: skip
+            if not result.feasible[:shown].all():
+                outcome += "\nx: reported infeasible, held (plan not drawn)"
             heading = textwrap.fill(f"{layout['name']} / {method}", width=48)  # a panel's width
             ax.set_title(f"{heading}\n{outcome}", fontsize=8)
             ax.set_xlabel("")
