@@ -3,10 +3,11 @@
 planner data generate maze2d-umaze-v1|hopper-medium-v2 [--steps N] [--seed S] [--out FILE] ...
 planner data generate GYM_ENV_ID --kind medium --stop-return R [--steps N] [--seed S] ...
 planner data info PATH_OR_ID [--source ...] [--segmentation ...] [--plot FILE]
-planner train --config FILE [--set section.key=value ...] [--run-dir DIR] [--with value bc]
-              [--overfit-batch]
+planner train --config FILE [--set section.key=value ...] [--run-dir DIR]
+              [--with value bc invdyn] [--overfit-batch]
 planner train-value --config FILE [--set ...] [--run-dir DIR]
 planner train-bc --config FILE [--set ...] [--run-dir DIR]
+planner train-invdyn --config FILE [--set ...] [--run-dir DIR]
 planner plan --run RUN_DIR [--config FILE] [--set plan.key=value ...] [--start x,y] [--goal x,y]
 planner eval --run RUN_DIR [--episodes N] [--seed S] [--multi-task] [--policy mpc] [--set ...]
 planner config show --config FILE [--set section.key=value ...] [--out FILE]
@@ -124,21 +125,24 @@ def build_parser() -> argparse.ArgumentParser:
         ("train", "diffusion", "train the trajectory diffusion model"),
         ("train-value", "value", "train the value model (return-to-go of noisy windows)"),
         ("train-bc", "bc", "train the behaviour-cloning baseline (an MLP policy)"),
+        ("train-invdyn", "invdyn", "train an inverse-dynamics model (plan.inverse_dynamics)"),
     ):
         trainer = commands.add_parser(name, help=what)
         trainer.add_argument("--config", required=True, type=Path)
         trainer.add_argument("--set", action="append", default=[], metavar="section.key=value")
         trainer.add_argument(
-            "--run-dir", type=Path, help="default: <logging.run_root>/<config name>[-value|-bc]"
+            "--run-dir",
+            type=Path,
+            help="default: <logging.run_root>/<config name>[-value|-bc|-invdyn]",
         )
         trainer.add_argument(
             "--overfit-batch", action="store_true", help="debug: train on one fixed batch"
         )
         if kind == "diffusion":
             trainer.add_argument(
-                "--with", dest="also", nargs="+", choices=("value", "bc"), default=[],
-                help="then train these models of the same config too, into <run dir>-value "
-                "and <run dir>-bc (where `planner eval` and value objectives look)",
+                "--with", dest="also", nargs="+", choices=("value", "bc", "invdyn"), default=[],
+                help="then train these models of the same config too, into <run dir>-value, "
+                "-bc and -invdyn (where value objectives and plan.inverse_dynamics look)",
             )  # fmt: skip
         trainer.set_defaults(handler=_train, kind=kind, also=[])
 

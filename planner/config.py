@@ -205,6 +205,12 @@ class TrainConfig:
     bc_steps: int = _field(
         100_000, "Gradient steps of `planner train-bc` (the behaviour-cloning baseline).", ge=1
     )
+    invdyn_steps: int = _field(
+        20_000,
+        "Gradient steps of `planner train-invdyn` (the inverse-dynamics model that "
+        "plan.inverse_dynamics acts with).",
+        ge=1,
+    )
     steps_per_dispatch: int = _field(10, "Gradient steps per jitted call (lax.scan).", ge=1)
     checkpoint_every: int = _field(10_000, "Steps between checkpoints.", ge=1)
     keep_checkpoints: int | None = _field(
@@ -311,6 +317,13 @@ class PlanConfig:
         "Execute the mean of the k best candidates (by `select`); 1 = the best one. Averages "
         "out the behaviour noise each sample carries (locomotion).",
         ge=1,
+    )
+    inverse_dynamics: str | None = _field(
+        None,
+        "Locomotion: act with this inverse-dynamics run (`planner train-invdyn`; {run} stands "
+        "for the diffusion run's directory, e.g. '{run}-invdyn'): the action taking the current "
+        "observation to the executed plan's next one, instead of the plan's own action; null = "
+        "the plan's action.",
     )
     seed: int = _field(0, "Seed of the sampler.", ge=0)
 
@@ -601,7 +614,14 @@ def _check_consistency(config: Config, source: str) -> None:
             f"(the energy's gradient is the noise prediction)"
         )
     train = config.train
-    for name in ("steps", "value_steps", "bc_steps", "log_every", "checkpoint_every"):
+    for name in (
+        "steps",
+        "value_steps",
+        "bc_steps",
+        "invdyn_steps",
+        "log_every",
+        "checkpoint_every",
+    ):
         if getattr(train, name) % train.steps_per_dispatch:
             raise ConfigError(
                 f"{source}: train.{name} must be a multiple of train.steps_per_dispatch "

@@ -22,6 +22,7 @@ def d4rl_dir() -> Path:
     return Path(os.environ.get("D4RL_DATASET_DIR") or Path.home() / ".d4rl" / "datasets")
 
 
-# A config's three runs sit side by side: the diffusion run ``DIR``, its value model ``DIR-value``
-# (where a ``{run}-value`` objective looks) and its behaviour-cloning baseline ``DIR-bc``.
-RUN_SUFFIXES = {"diffusion": "", "value": "-value", "bc": "-bc"}
+# A config's runs sit side by side: the diffusion run ``DIR``, its value model ``DIR-value``
+# (where a ``{run}-value`` objective looks), its behaviour-cloning baseline ``DIR-bc`` and its
+# inverse-dynamics model ``DIR-invdyn`` (where ``plan.inverse_dynamics: '{run}-invdyn'`` looks).
+RUN_SUFFIXES = {"diffusion": "", "value": "-value", "bc": "-bc", "invdyn": "-invdyn"}

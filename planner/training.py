@@ -1,4 +1,4 @@
-"""The training driver behind ``planner train``, ``planner train-value`` and ``planner train-bc``.
+"""The training driver behind ``planner train``, ``train-value``, ``train-bc`` and ``train-invdyn``.
 
 A run directory holds everything needed to plan later::
 
@@ -40,7 +40,12 @@ from planner.data.episodes import Episodes
 from planner.data.normalize import Normalizer
 from planner.data.sources import load_episodes
 from planner.data.windows import WindowDataset, make_window_dataset
-from planner.diffusion.losses import make_bc_loss, make_diffusion_loss, make_value_loss
+from planner.diffusion.losses import (
+    make_bc_loss,
+    make_diffusion_loss,
+    make_inverse_dynamics_loss,
+    make_value_loss,
+)
 from planner.diffusion.schedule import cosine_schedule
 from planner.diffusion.train import (
     TrainState,
@@ -51,18 +56,25 @@ from planner.diffusion.train import (
 )
 from planner.energies.terms import declared_layout
 from planner.errors import PlannerError
-from planner.models.bc import BehaviourCloning
+from planner.models.bc import BehaviourCloning, InverseDynamics
 from planner.models.denoiser import make_predict_fn, make_unet
 from planner.models.unet import init_params
 from planner.models.value import ValueNet
 from planner.runtime import data_mesh
 from planner.viz.training import plot_training_curve
 
-ModelKind = Literal["diffusion", "value", "bc"]
+ModelKind = Literal["diffusion", "value", "bc", "invdyn"]
 
 
 class TrainingError(PlannerError, RuntimeError):
     """Training cannot go on (e.g. a non-finite loss); the message says what was kept."""
+
+
+def training_steps(config: Config, kind: ModelKind) -> int:
+    """The gradient steps a ``kind`` run of ``config`` trains to."""
+    train = config.train
+    steps = {"diffusion": train.steps, "value": train.value_steps, "bc": train.bc_steps}
+    return {**steps, "invdyn": train.invdyn_steps}[kind]
 
 
 @dataclass(frozen=True)
@@ -76,12 +88,18 @@ class TrainingSetup:
 
 def build_setup(config: Config, kind: ModelKind, windows: WindowDataset) -> TrainingSetup:
     """The network, loss and initial parameters for ``kind`` on ``windows``."""
+    loss_fn, params = _loss_and_params(config, kind, windows)
+    return TrainingSetup(loss_fn, params, training_steps(config, kind))
+
+
+def _loss_and_params(config: Config, kind: ModelKind, windows: WindowDataset) -> tuple[Any, Any]:
     horizon = windows.horizon
     transition_dim = int(windows.transitions.shape[1])
     schedule = cosine_schedule(config.diffusion.n_diffusion_steps)
     init_key = jax.random.key(config.train.seed)
     x = jnp.zeros((1, horizon, transition_dim))
     t = jnp.zeros((1,), jnp.int32)
+    observations = jnp.zeros((1, transition_dim - windows.action_dim))
     if kind == "diffusion":
         unet = make_unet(config, transition_dim)
         loss_fn = make_diffusion_loss(
@@ -92,20 +110,19 @@ def build_setup(config: Config, kind: ModelKind, windows: WindowDataset) -> Trai
             transition_dim,
             windows.action_dim,
         )
-        params = init_params(unet, init_key, x, t)
-        return TrainingSetup(loss_fn, params, config.train.steps)
+        return loss_fn, init_params(unet, init_key, x, t)
     if kind == "bc":
         policy = BehaviourCloning(windows.action_dim)
-        observations = jnp.zeros((1, transition_dim - windows.action_dim))
-        params = init_params(policy, init_key, observations)
-        return TrainingSetup(
-            make_bc_loss(policy.apply, windows.action_dim), params, config.train.bc_steps
-        )
+        loss_fn = make_bc_loss(policy.apply, windows.action_dim)
+        return loss_fn, init_params(policy, init_key, observations)
+    if kind == "invdyn":
+        inverse = InverseDynamics(windows.action_dim)
+        loss_fn = make_inverse_dynamics_loss(inverse.apply, windows.action_dim)
+        return loss_fn, init_params(inverse, init_key, observations, observations)
     model = config.model
     value_net = ValueNet(model.dim, model.dim_mults, model.kernel_size, model.attention)
     loss_fn = make_value_loss(config, value_net.apply, schedule, windows.action_dim)
-    params = init_params(value_net, init_key, x, t)
-    return TrainingSetup(loss_fn, params, config.train.value_steps)
+    return loss_fn, init_params(value_net, init_key, x, t)
 
 
 def make_trainer(

@@ -6,7 +6,9 @@ results/locomotion_settings.{md,json}.
     python scripts/locomotion_settings.py --render-only
 
 For each dataset the runs of ``make reproduce-locomotion`` (``runs/<name>-cpu{,-value,-bc}``,
-trained by it first) are evaluated under the config file's planner setting and under each
+trained by it first; settings acting by inverse dynamics also need ``<name>-cpu-invdyn``, from
+``planner train-invdyn --config configs/<name>.yaml --run-dir runs/<name>-cpu-invdyn --set
+train.keep_checkpoints=1``) are evaluated under the config file's planner setting and under each
 alternative below, with behaviour cloning on the same episodes, on the selection seed (1). The
 configs' setting was chosen from this table; ``results/locomotion.md`` reports it on seed 0.
 Datasets not named in ``--datasets`` keep their stored rows (when stored with the same seed), and
@@ -38,6 +40,8 @@ VALUE = "{type: value, run: '{run}-value', t_stopgrad: 2"
 # The configs' setting until git a787d19: 4 candidates, Diffuser's 2 value-gradient steps per level
 GUIDED = ["plan.average_best=1", f"plan.objectives=[{VALUE}, scale: 0.1, n_guide_steps: 2}}]"]
 RANKED = [f"plan.objectives=[{VALUE}, scale: 0.1, n_guide_steps: 0}}]"]  # value ranks only
+# act with the inverse-dynamics run toward each plan's next observation (`planner train-invdyn`)
+INVERSE_DYNAMICS = "plan.inverse_dynamics='{run}-invdyn'"
 
 
 def unranked_mean(n: int) -> list[str]:
@@ -120,6 +124,16 @@ SETTINGS: dict[str, list[str]] = {  # name -> overrides of the config file's pla
     ],
     "8 candidates, no value, their mean": unranked_mean(8),
     "16 candidates, no value, their mean": unranked_mean(16),
+    "16 candidates ranked by value, mean of the best 4, actions by inverse dynamics": [
+        "plan.n_candidates=16",
+        "plan.average_best=4",
+        *RANKED,
+        INVERSE_DYNAMICS,
+    ],
+    "4 candidates, no value, their mean, actions by inverse dynamics": [
+        *unranked_mean(4),
+        INVERSE_DYNAMICS,
+    ],
 }
 
 

@@ -56,7 +56,7 @@ from planner.eval.scenarios import (
     term_table,
 )
 from planner.provenance import git_revision
-from planner.training import train
+from planner.training import train, training_steps
 from planner.viz.figures import save_figure
 from planner.viz.scenarios import plot_scenario
 
@@ -151,11 +151,7 @@ def train_unless_done(
 ) -> None:
     """Train (or resume) ``run_dir`` unless its latest checkpoint reached the config's steps."""
     config = load_config(config_file, overrides)
-    steps = {
-        "diffusion": config.train.steps,
-        "value": config.train.value_steps,
-        "bc": config.train.bc_steps,
-    }[kind]
+    steps = training_steps(config, kind)
     latest = (
         checkpoint_manager(run_dir).latest_step() if (run_dir / "checkpoints").is_dir() else None
     )

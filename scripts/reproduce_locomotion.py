@@ -64,6 +64,7 @@ DIFFUSER = {  # published normalized scores (shared/specs/reference-results.md),
     "halfcheetah-medium-expert": "88.9 ± 0.3",
 }
 # Steps per budget: cpu fits this 2-core machine; paper is Diffuser's (1M diffusion, 200k value).
+TABLE_KINDS = ("diffusion", "value", "bc")  # the steps column; inverse dynamics where used
 BUDGETS = {  # cpu: the config's own steps (10,000 / 5,000 / 20,000 unless it says otherwise)
     "cpu": [],
     "paper": ["train.steps=1000000", "train.value_steps=200000", "train.bc_steps=200000"],
@@ -90,12 +91,15 @@ def shipped_datasets() -> list[str]:
 def train_dataset(
     name: str, budget: str, run_root: Path
 ) -> tuple[Path, list[str], dict[str, Path]]:
-    """Regenerate ``name``'s dataset if missing and train its diffusion, value and BC runs unless
-    done; returns the config file, its overrides and the run directory of each kind."""
+    """Regenerate ``name``'s dataset if missing and train its diffusion, value and BC runs, and
+    its inverse-dynamics run where the config acts with one, unless done; returns the config
+    file, its overrides and the run directory of each kind."""
     config_file = Path("configs") / f"{name}.yaml"
     overrides = [*BUDGETS[budget], "train.keep_checkpoints=1"]
-    load_episodes(load_config(config_file, overrides).data)  # regenerates a missing dataset
-    runs = {kind: run_root / f"{name}-{budget}{suffix}" for kind, suffix in RUN_SUFFIXES.items()}
+    config = load_config(config_file, overrides)
+    load_episodes(config.data)  # regenerates a missing dataset
+    kinds = [*TABLE_KINDS, *(["invdyn"] if config.plan.inverse_dynamics else [])]
+    runs = {kind: run_root / f"{name}-{budget}{RUN_SUFFIXES[kind]}" for kind in kinds}
     for kind, run_dir in runs.items():
         train_unless_done(config_file, overrides, run_dir, kind)
     return config_file, overrides, runs
@@ -240,6 +244,7 @@ def planner_setting(row: dict[str, Any]) -> str:
         + (f"mean of the best {averaged}, " if averaged > 1 else "")
         + f"replan every {max(evaluation['replan_every'], 1)}"
         + (f", warm start {warm}" if warm else "")
+        + (", actions by inverse dynamics" if plan.get("inverse_dynamics") else "")
     )
 
 
@@ -275,8 +280,10 @@ def markdown(record: dict[str, Any]) -> str:
         planner, bc = row["diffusion"]["scores"], row["bc"]["scores"]
         above = planner["normalized_d4rl"]["mean"] >= bc["normalized_d4rl"]["mean"]
         training = row["training"]
-        steps = " / ".join(f"{training[kind]['steps']:,}" for kind in RUN_SUFFIXES)
-        minutes = sum(training[kind]["wall_minutes"] for kind in RUN_SUFFIXES)
+        steps = " / ".join(f"{training[kind]['steps']:,}" for kind in TABLE_KINDS)
+        if "invdyn" in training:
+            steps += f" (inverse dynamics {training['invdyn']['steps']:,})"
+        minutes = sum(record["wall_minutes"] for record in training.values())
         lines.append(
             f"| {row['dataset']} | {row['budget']} | {score_text(planner)} | {score_text(bc)} | "
             f"{'yes' if above else '**no**'} | {simulator_score_text(planner, body_references)}"

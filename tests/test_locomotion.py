@@ -21,6 +21,7 @@ from planner.envs.locomotion import (
     parse_dataset_name,
 )
 from planner.eval.locomotion import run_locomotion_episodes
+from planner.paths import RUN_SUFFIXES
 from planner.planning.run import load_run
 from planner.training import train
 
@@ -33,6 +34,7 @@ TINY_LOCOMOTION = [
     "train.steps=20",
     "train.value_steps=20",
     "train.bc_steps=200",
+    "train.invdyn_steps=200",
     "train.steps_per_dispatch=10",
     "train.log_every=10",
     "train.checkpoint_every=10",
@@ -139,6 +141,25 @@ def test_plan_action_policy_executes_plan_actions_and_replans_every_k_steps(ever
     assert all(warm for _, warm in calls[1:])  # replans see the previous plan
 
 
+def test_plan_action_policy_with_inverse_dynamics_acts_toward_the_plans_next_observation():
+    def plan(episodes, replans, observations, goals, arrival, previous, step):
+        rows = np.broadcast_to(np.arange(4)[None, :, None], (len(episodes), 4, 1))
+        plan_ids = np.broadcast_to(replans[:, None, None], (len(episodes), 4, 1))
+        return np.concatenate([np.zeros((len(episodes), 4, 3)), rows, plan_ids], axis=2)
+
+    def inverse_dynamics(observations, planned_next):  # [B, 2] each -> [B, 3]
+        return np.concatenate([observations[:, :1], planned_next], axis=1)
+
+    policy = plan_action_policy(plan, action_dim=3, every=2, inverse_dynamics=inverse_dynamics)
+    state = policy.init(np.arange(2), np.zeros((2, 2)), np.zeros((2, 0)))
+    executed = []
+    for step in range(4):
+        actions, state, _ = policy.act(state, np.full((2, 2), 7.0 + step))
+        executed.append(actions[0].tolist())
+    # [the observation passed, the plan row after the executed one, which plan]
+    assert executed == [[7, 1, 0], [8, 2, 0], [9, 1, 1], [10, 2, 1]]
+
+
 def test_feedback_policy_acts_from_observations():
     policy = feedback_policy(lambda observations: -observations[:, :3])
     state = policy.init(np.arange(2), np.ones((2, 11)), np.zeros((2, 0)))
@@ -209,7 +230,7 @@ def tiny_hopper_runs(tmp_path_factory, tiny_hopper_file):
         "eval.batch_size=2",
     ]
     config = load_config("configs/hopper-medium.yaml", overrides)
-    for kind, suffix in (("diffusion", ""), ("value", "-value"), ("bc", "-bc")):
+    for kind, suffix in RUN_SUFFIXES.items():
         train(config, root / f"hopper{suffix}", kind, show_progress=False)
     return root
 
@@ -222,12 +243,23 @@ def test_hopper_config_loads_with_diffuser_settings():
     assert (config.data.discount, config.data.termination_penalty) == (0.997, -100)
 
 
-def test_behaviour_cloning_fits_the_data(tiny_hopper_runs):
-    metrics = (tiny_hopper_runs / "hopper-bc" / "metrics.jsonl").read_text().splitlines()
+@pytest.mark.parametrize("kind", ["bc", "invdyn"])
+def test_action_models_fit_the_data(tiny_hopper_runs, kind):
+    metrics = (tiny_hopper_runs / f"hopper-{kind}" / "metrics.jsonl").read_text().splitlines()
     rows = [json.loads(line) for line in metrics]
     assert rows[-1]["loss"] < 0.5 * rows[0]["loss"]
-    run = load_run(tiny_hopper_runs / "hopper-bc")
-    assert run.kind == "bc" and run.layout.action_dim == 3
+    run = load_run(tiny_hopper_runs / f"hopper-{kind}")
+    assert run.kind == kind and run.layout.action_dim == 3
+
+
+def test_tiny_hopper_evaluates_acting_with_inverse_dynamics(tiny_hopper_runs, capsys):
+    out = tiny_hopper_runs / "eval-invdyn"
+    args = ["eval", "--run", str(tiny_hopper_runs / "hopper"), "--out", str(out)]
+    assert main([*args, "--set", "plan.inverse_dynamics='{run}-invdyn'"]) == 0
+    summary = json.loads((out / "scores.json").read_text())
+    assert summary["inverse_dynamics_steps"] == 200 and summary["scores"]["episodes"] == 2
+    assert main([*args, "--set", "plan.inverse_dynamics='{run}-bc'"]) == 2
+    assert "holds a bc model, not an inverse-dynamics one" in capsys.readouterr().err
 
 
 def test_tiny_hopper_plans_and_evaluates(tiny_hopper_runs, tiny_hopper_file, capsys):

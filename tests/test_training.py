@@ -239,20 +239,25 @@ def test_value_model_trains_from_the_cli(shared_data_dir, tmp_path, capsys):
     assert "already trained to step 20; nothing to do" in capsys.readouterr().out
 
 
-def test_train_with_value_and_bc_trains_all_three_next_to_each_other(
+def test_train_with_value_bc_and_invdyn_trains_all_four_next_to_each_other(
     shared_data_dir, tmp_path, capsys
 ):
-    """`planner train --with value bc` is the three trainers in one command, with the value and
-    BC runs where `planner eval` and a ``{run}-value`` objective look for them."""
+    """`planner train --with value bc invdyn` is the four trainers in one command, with the
+    value, BC and inverse-dynamics runs where `planner eval`, a ``{run}-value`` objective and
+    ``plan.inverse_dynamics: '{run}-invdyn'`` look for them."""
     overrides = [*TINY, f"data.data_dir={shared_data_dir}", "train.bc_steps=20"]
+    overrides.append("train.invdyn_steps=30")
     run = tmp_path / "run"
     args = ["train", "--config", "configs/maze2d-umaze.yaml", "--run-dir", str(run)]
-    assert main([*args, "--with", "value", "bc", *[f"--set={o}" for o in overrides]]) == 0
+    also = ["--with", "value", "bc", "invdyn"]
+    assert main([*args, *also, *[f"--set={o}" for o in overrides]]) == 0
     out = capsys.readouterr().out
     assert "trained diffusion model to step 40" in out
     assert "trained value model to step 20" in out and "trained bc model to step 20" in out
-    for run_dir, step in ((run, 40), (tmp_path / "run-value", 20), (tmp_path / "run-bc", 20)):
-        assert (run_dir / "checkpoints" / str(step)).is_dir()
+    assert "trained invdyn model to step 30" in out
+    steps = {"": 40, "-value": 20, "-bc": 20, "-invdyn": 30}
+    for suffix, step in steps.items():
+        assert (tmp_path / f"run{suffix}" / "checkpoints" / str(step)).is_dir()
 
 
 def test_killed_training_resumes_to_the_same_parameters(

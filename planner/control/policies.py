@@ -343,11 +343,22 @@ def planner_plan_fn(
     return plan
 
 
-def plan_action_policy(plan_fn: PlanFn, action_dim: int, every: int = 1) -> Policy:
+# (observations [B, O], next observations [B, O]) -> the actions [B, A] from one to the other
+InverseDynamicsFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def plan_action_policy(
+    plan_fn: PlanFn,
+    action_dim: int,
+    every: int = 1,
+    inverse_dynamics: InverseDynamicsFn | None = None,
+) -> Policy:
     """Receding-horizon control for tasks without a goal (locomotion): plan from the current
     observations, execute the plan's own actions for ``every`` steps, plan again. ``every=1``
     is Diffuser's protocol (the first action of a new plan at every step). Replans get the
-    previous plans shifted by the executed steps, for a warm start."""
+    previous plans shifted by the executed steps, for a warm start. With ``inverse_dynamics``
+    the action executed is the one it gives from the current observation to the plan's next
+    observation (Decision Diffuser's action head), not the plan's own."""
     if every < 1:
         raise ValueError(f"plans are executed for at least one step; got every={every}")
 
@@ -370,8 +381,14 @@ def plan_action_policy(plan_fn: PlanFn, action_dim: int, every: int = 1) -> Poli
                 plan_began=np.where(replanning, state.step, state.plan_began),
                 replans=state.replans + replanning,
             )
-        index = np.minimum(state.step - state.plan_began, state.plans.shape[1] - 1)
-        actions = state.plans[np.arange(len(index)), index, :action_dim]
+        last = state.plans.shape[1] - 1
+        index = np.minimum(state.step - state.plan_began, last)
+        rows = np.arange(len(index))
+        if inverse_dynamics is None:
+            actions = state.plans[rows, index, :action_dim]
+        else:
+            planned_next = state.plans[rows, np.minimum(index + 1, last), action_dim:]
+            actions = np.asarray(inverse_dynamics(observations, planned_next))
         info = {"replanned": replanning}
         return actions, state.replace(step=state.step + 1), info
 

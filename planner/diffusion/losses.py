@@ -113,3 +113,20 @@ def make_bc_loss(policy_fn: Callable[[dict, jax.Array], jax.Array], action_dim: 
         return error, {"loss": error}
 
     return loss
+
+
+def make_inverse_dynamics_loss(
+    inverse_fn: Callable[[dict, jax.Array, jax.Array], jax.Array], action_dim: int
+) -> LossFn:
+    """``loss(params, batch, key) -> (loss, metrics)``: squared error of the first action
+    predicted from the first two observations (all normalized). A window starting at its
+    episode's last step pairs that observation with itself (the padding at rest): one pair per
+    episode, kept."""
+
+    def loss(params: dict, batch: WindowBatch, key: jax.Array):
+        first, second = batch.trajectories[:, 0], batch.trajectories[:, 1]
+        predicted = inverse_fn(params, first[:, action_dim:], second[:, action_dim:])
+        error = jnp.mean((predicted - first[:, :action_dim]) ** 2)
+        return error, {"loss": error}
+
+    return loss

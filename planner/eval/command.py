@@ -34,7 +34,7 @@ from planner.eval.locomotion import (
 )
 from planner.eval.scores import score_summary
 from planner.paths import data_dir
-from planner.planning.build import plan_config, value_run_dir
+from planner.planning.build import plan_config, related_run_dir
 from planner.planning.maze import PlanRequestError
 from planner.planning.run import TrainedRun, latest_step, load_run
 from planner.provenance import git_revision
@@ -129,19 +129,24 @@ def run_eval(
 
 def _provenance(run: TrainedRun, config: Config, seconds: float) -> dict[str, Any]:
     """What an evaluation ran: the run and its checkpoint step, the steps of the value runs its
-    plans were ranked or guided by (diffusion runs), the plan and eval sections, where and
-    when."""
+    plans were ranked or guided by and of the inverse-dynamics run it acted with (diffusion
+    runs; None: none), the plan and eval sections, where and when."""
     sections = config_to_dict(config)
-    value_objectives = config.plan.objectives if run.kind == "diffusion" else []
+    planning = run.kind == "diffusion"
+    value_objectives = config.plan.objectives if planning else []
+    inverse_dynamics = config.plan.inverse_dynamics if planning else None
     return {
         "run": str(run.run_dir),
         "kind": run.kind,
         "checkpoint_step": run.step,
         "value_steps": {
-            spec["run"]: latest_step(value_run_dir(spec["run"], run.run_dir))
+            spec["run"]: latest_step(related_run_dir(spec["run"], run.run_dir))
             for spec in value_objectives
             if spec.get("type") == "value"
         },
+        "inverse_dynamics_steps": None
+        if inverse_dynamics is None
+        else latest_step(related_run_dir(inverse_dynamics, run.run_dir)),
         "eval": sections["eval"],
         "plan": sections["plan"],
         "seconds": round(seconds, 1),

@@ -32,9 +32,9 @@ from planner.envs.locomotion import LocomotionTask
 from planner.envs.maze2d import normalized_score
 from planner.eval.rollouts import episode_seed
 from planner.eval.scores import mean_and_stderr
-from planner.planning.build import build_planner
+from planner.planning.build import build_planner, related_run_dir
 from planner.planning.planner import constraints_at
-from planner.planning.run import TrainedRun
+from planner.planning.run import TrainedRun, load_run
 
 
 @dataclass(frozen=True)
@@ -116,15 +116,19 @@ def run_locomotion_episodes(
     )  # fmt: skip
 
 
-def bc_act_fn(run: TrainedRun) -> Callable[[np.ndarray], np.ndarray]:
-    """``observations [B, O] -> actions [B, A]`` of a behaviour-cloning run, in environment
-    units (the run's normalizer on both sides)."""
-    apply, action_dim = jax.jit(run.bc_apply()), run.layout.action_dim
+def mlp_act_fn(run: TrainedRun, apply: Callable[..., jax.Array]) -> Callable[..., np.ndarray]:
+    """``apply(params, *observations [B, O]) -> actions [B, A]`` of an MLP run (normalized on
+    both sides) as ``act(*observations) -> actions`` in environment units (the run's
+    normalizer on both sides)."""
+    jitted, action_dim = jax.jit(apply), run.layout.action_dim
     shift, scale = np.asarray(run.normalizer.shift), np.asarray(run.normalizer.scale)
 
-    def act(observations: np.ndarray) -> np.ndarray:
-        normalized = (observations - shift[action_dim:]) / scale[action_dim:]
-        actions = np.asarray(apply(run.params, normalized.astype(np.float32)))
+    def act(*observations: np.ndarray) -> np.ndarray:
+        normalized = [
+            ((obs - shift[action_dim:]) / scale[action_dim:]).astype(np.float32)
+            for obs in observations
+        ]
+        actions = np.asarray(jitted(run.params, *normalized))
         return actions * scale[:action_dim] + shift[:action_dim]
 
     return act
@@ -133,9 +137,10 @@ def bc_act_fn(run: TrainedRun) -> Callable[[np.ndarray], np.ndarray]:
 def make_locomotion_policy(run: TrainedRun, config: Config) -> Policy:
     """The behaviour-cloning policy of a ``bc`` run, or for a diffusion run the value-guided
     receding-horizon planner of ``config.plan``, replanning every ``eval.replan_every`` steps
-    (every step when 0: Diffuser's protocol) and warm-starting as ``eval`` says."""
+    (every step when 0: Diffuser's protocol), warm-starting as ``eval`` says and acting with
+    the inverse-dynamics run ``plan.inverse_dynamics`` names, if any."""
     if run.kind == "bc":
-        return feedback_policy(bc_act_fn(run))
+        return feedback_policy(mlp_act_fn(run, run.bc_apply()))
     settings, plan = config.eval, config.plan
     planner = build_planner(run, config, task=None)[0]
     warm_level = settings.warm_start_level if settings.policy == "mpc" else None
@@ -143,7 +148,11 @@ def make_locomotion_policy(run: TrainedRun, config: Config) -> Policy:
         {0: planner}, warm_level, plan.seed, plan.n_candidates, False, plan.average_best
     )
     every = settings.replan_every if settings.policy == "mpc" else run.config.data.horizon
-    return plan_action_policy(plan_fn, run.layout.action_dim, max(every, 1))
+    inverse_dynamics = None
+    if plan.inverse_dynamics is not None:
+        inverse = load_run(related_run_dir(plan.inverse_dynamics, run.run_dir))
+        inverse_dynamics = mlp_act_fn(inverse, inverse.inverse_dynamics_apply())
+    return plan_action_policy(plan_fn, run.layout.action_dim, max(every, 1), inverse_dynamics)
 
 
 def evaluate_locomotion(

@@ -86,10 +86,11 @@ def plan_denoiser(run: TrainedRun, config: Config, horizon: int) -> Denoiser:
     return denoiser
 
 
-def value_run_dir(template: str, run_dir: Path) -> Path:
-    """The value run a ``value`` objective names: a path, in which ``{run}`` stands for the
-    diffusion run's directory (``{run}-value`` is where `planner train-value` puts the value
-    run of the same config)."""
+def related_run_dir(template: str, run_dir: Path) -> Path:
+    """The run a ``value`` objective or ``plan.inverse_dynamics`` names: a path, in which
+    ``{run}`` stands for the diffusion run's directory (``{run}-value`` is where `planner
+    train-value` puts the value run of the same config, ``{run}-invdyn`` where `planner
+    train-invdyn` puts its inverse-dynamics run)."""
     return Path(template.replace("{run}", str(run_dir)))
 
 
@@ -106,7 +107,7 @@ def build_planner(
             f"subgoals {config.data.jump} steps apart (data.jump)"
         )
     value_runs = {
-        spec["run"]: load_run(value_run_dir(spec["run"], run.run_dir))
+        spec["run"]: load_run(related_run_dir(spec["run"], run.run_dir))
         for spec in plan.objectives
         if spec.get("type") == "value"
     }

@@ -19,7 +19,7 @@ from planner.data.normalize import Normalizer
 from planner.diffusion.denoisers import Denoiser, in_precision, network_denoiser
 from planner.diffusion.schedule import Schedule, cosine_schedule
 from planner.energies.terms import Layout, declared_layout
-from planner.models.bc import BehaviourCloning
+from planner.models.bc import BehaviourCloning, InverseDynamics
 from planner.models.denoiser import make_energy_fn, make_predict_fn, make_unet
 from planner.models.value import ValueNet
 
@@ -27,7 +27,7 @@ from planner.models.value import ValueNet
 @dataclass(frozen=True)
 class TrainedRun:
     """A checkpoint ready to plan with. ``params`` are the EMA parameters (what Diffuser
-    samples with); ``kind`` is ``diffusion``, ``value`` or ``bc``."""
+    samples with); ``kind`` is ``diffusion``, ``value``, ``bc`` or ``invdyn``."""
 
     run_dir: Path
     config: Config
@@ -114,6 +114,16 @@ class TrainedRun:
         if self.kind != "bc":
             raise CheckpointError(f"{self.run_dir}: holds a {self.kind} model, not a BC policy")
         return BehaviourCloning(self.layout.action_dim).apply
+
+    def inverse_dynamics_apply(self):
+        """``apply(params, observations [B, O], next_observations [B, O]) -> actions [B, A]``
+        (normalized) of an inverse-dynamics run."""
+        if self.kind != "invdyn":
+            raise CheckpointError(
+                f"{self.run_dir}: holds a {self.kind} model, not an inverse-dynamics one "
+                f"(`planner train-invdyn`)"
+            )
+        return InverseDynamics(self.layout.action_dim).apply
 
 
 def _with_attribute(network_fn, index: int, params: Any, x: jax.Array, t: jax.Array) -> jax.Array:
