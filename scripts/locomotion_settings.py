@@ -124,8 +124,8 @@ SETTINGS: dict[str, list[str]] = {  # name -> overrides of the config file's pla
     ],
     "8 candidates, no value, their mean": unranked_mean(8),
     "16 candidates, no value, their mean": unranked_mean(16),
-    "16 candidates ranked by value, mean of the best 4, actions by inverse dynamics": [
-        "plan.n_candidates=16",
+    "8 candidates ranked by value, mean of the best 4, actions by inverse dynamics": [
+        "plan.n_candidates=8",
         "plan.average_best=4",
         *RANKED,
         INVERSE_DYNAMICS,
@@ -213,7 +213,10 @@ def markdown(record: dict[str, Any]) -> str:
         "walker2d-medium's configs now execute the mean "
         "of the best 4 of 16 candidates ranked by value, halfcheetah-medium's the same at "
         "temperature 0.5, hopper-medium-expert's the same with a 30,000-step model and a "
-        "20,000-step value. A setting measured again on a model trained longer adds a row. "
+        "20,000-step value, walker2d-medium-expert's the unranked mean of 4 candidates with a "
+        "30,000-step model. Rows *actions by inverse dynamics* execute the action a "
+        "20,000-step inverse-dynamics model (`planner train-invdyn`) gives toward the plan's "
+        "next observation. A setting measured again on a model trained longer adds a row. "
         "A dataset regenerated on another machine "
         "differs (results/data-locomotion.md): measuring a dataset again drops the stored rows "
         "of another dataset of the same name; headings name the data where recorded.",

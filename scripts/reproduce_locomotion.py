@@ -233,14 +233,15 @@ def planner_setting(row: dict[str, Any]) -> str:
     plan, evaluation = row["diffusion"]["plan"], row["diffusion"]["eval"]
     levels = f"DDIM {plan['n_steps']} levels" if plan["method"] == "ddim" else "DDPM"
     guide = next(
-        (spec.get("n_guide_steps", 2) for spec in plan["objectives"] if spec["type"] == "value"), 0
+        (spec.get("n_guide_steps", 2) for spec in plan["objectives"] if spec["type"] == "value"),
+        None,
     )
     warm, averaged = evaluation["warm_start_level"], plan.get("average_best", 1)
     temperature = plan.get("noise_scale", 1.0)
     return (
         f"{plan['n_candidates']} candidates, {levels}, "
         + (f"temperature {temperature:g}, " if temperature != 1.0 else "")
-        + f"{guide} value-guide steps, "
+        + ("no value, " if guide is None else f"{guide} value-guide steps, ")
         + (f"mean of the best {averaged}, " if averaged > 1 else "")
         + f"replan every {max(evaluation['replan_every'], 1)}"
         + (f", warm start {warm}" if warm else "")
