@@ -333,11 +333,13 @@ def markdown(record: dict[str, Any]) -> str:
             "both settings (`python scripts/reproduce_locomotion.py --reference-subset "
             "--datasets NAME`). *decisions / s*: every episode's decisions, episodes batched; "
             "the two settings ran one after the other, minutes apart, so for their speed ratio "
-            "read the table above.",
+            "read the table above. *steps before a fall*: the mean episode length within the "
+            "subset's steps.",
             "",
             "| dataset | budget | episodes × steps | CPU setting | Diffuser's setting | "
-            "CPU − Diffuser's | decisions / s: CPU / Diffuser's | git |",
-            "|---|---|---|---|---|---|---|---|",
+            "CPU − Diffuser's | steps before a fall: CPU / Diffuser's | "
+            "decisions / s: CPU / Diffuser's | git |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for row in subsets:
             cpu, reference = row["cpu_setting"], row["reference_setting"]
@@ -346,6 +348,7 @@ def markdown(record: dict[str, Any]) -> str:
                 f"| {row['dataset']} | {row['budget']} | {row['episodes']} × {row['steps']} | "
                 f"{score_text(cpu, 'return')} | {score_text(reference, 'return')} | "
                 f"{difference:+.1f} | "
+                f"{cpu['length']['mean']:.1f} / {reference['length']['mean']:.1f} | "
                 f"{cpu['decisions_per_second']} / {reference['decisions_per_second']} | "
                 f"{row['git_revision']} |"
             )
