@@ -212,7 +212,7 @@ def markdown(record: dict[str, Any]) -> str:
         "*config* are the configs' setting until git a787d19; hopper-medium-replay's and "
         "walker2d-medium's configs now execute the mean "
         "of the best 4 of 16 candidates ranked by value, halfcheetah-medium's the same at "
-        "temperature 0.5, hopper-medium-expert's the same with a 30,000-step model and a "
+        "temperature 0.5, hopper-medium-expert's the same with a 45,000-step model and a "
         "20,000-step value, walker2d-medium-expert's the unranked mean of 4 candidates with a "
         "30,000-step model. Rows *actions by inverse dynamics* execute the action a "
         "20,000-step inverse-dynamics model (`planner train-invdyn`) gives toward the plan's "
