@@ -48,6 +48,7 @@ bench: setup  ## training and planning speed on this device (~25 min on 2 CPU co
 
 reproduce-maze2d: setup  ## data, training (CPU budget), evaluation -> results/maze2d.md
 	$(BIN)/python scripts/reproduce.py --suite maze2d --knobs
+	$(BIN)/python scripts/reproduce.py --suite maze2d --baselines
 
 reproduce-compose: setup  ## test-time composition scenarios (configs/compose/) -> results/composition.md
 	$(BIN)/planner data generate maze2d-umaze-v1

@@ -173,9 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument(
         "--policy",
-        choices=("open_loop", "mpc"),
+        choices=("open_loop", "mpc", "route"),
         help="open_loop: one tracked plan per episode (the D4RL protocol; default); "
-        "mpc: receding-horizon replanning that holds the goal once reached",
+        "mpc: receding-horizon replanning that holds the goal once reached; route: mpc "
+        "following the shortest route over the known walls, no model (a map-assisted baseline)",
     )
     evaluate.add_argument("--replan-every", type=int, metavar="K", help="mpc: replan every K steps")
     evaluate.add_argument(

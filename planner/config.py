@@ -281,6 +281,20 @@ class PlanConfig:
         0.57, "Acceptance rate the Metropolis step size adapts to.", gt=0, lt=1
     )
     leapfrog_steps: int = _field(3, "HMC leapfrog steps per corrector step.", ge=1)
+    smc: bool = _field(
+        False,
+        "Sequential Monte Carlo over each query's candidates: reweight them at every noise level "
+        "by the change of their composed energy and resample when the effective sample size "
+        "drops (draws from the model times exp(-energy / energy_temperature)).",
+    )
+    ess_threshold: float = _field(
+        0.5, "SMC resamples when the effective sample size falls below this fraction.", ge=0, le=1
+    )
+    energy_temperature: float = _field(
+        1.0,
+        "T of the composed target p_model · exp(-Σ w_k E_k / T), for smc and select: resample.",
+        gt=0,
+    )
     loop: Literal["auto", "scan", "python"] = _field(
         "auto",
         "Iterate noise levels in one lax.scan (one dispatch) or one jitted level per dispatch; "
@@ -309,8 +323,10 @@ class PlanConfig:
         "(e.g. when attributes say where to go).",
     )
     n_candidates: int = _field(1, "Plans sampled per query; the best one is returned.", ge=1)
-    select: Literal["energy", "value"] = _field(
-        "energy", "Pick the candidate with the lowest total energy, or the highest value."
+    select: Literal["energy", "value", "resample"] = _field(
+        "energy",
+        "Pick the candidate with the lowest total energy, or the highest value, or draw one with "
+        "probability ∝ exp(-total energy / energy_temperature) (importance resampling).",
     )
     average_best: int = _field(
         1,
@@ -335,10 +351,14 @@ class EvalConfig:
     episodes: int = _field(100, "Evaluation episodes.", ge=1)
     seed: int = _field(0, "Seed of the start (and goal) distribution.", ge=0)
     multi_task: bool = _field(False, "Random goal per episode (Multi2D) instead of the fixed one.")
-    policy: Literal["open_loop", "mpc"] = _field(
+    policy: Literal["open_loop", "mpc", "route"] = _field(
         "open_loop",
         "open_loop: one plan per episode, tracked (the D4RL protocol). mpc: receding-horizon "
-        "control, replanning by the rules below and holding the goal once reached.",
+        "control, replanning by the rules below and holding the goal once reached. route "
+        "(Maze2D): a baseline with no model, map-assisted: mpc whose plans are the shortest "
+        "free route around the known walls and the plan's obstacles at eval.route_speed, "
+        "followed by the same rules, tracking or pursuit and latch (warm_start_level and "
+        "arrival_search do not apply: a route arrives as early as it can).",
     )
     replan_every: int = _field(
         0, "mpc: plan again after this many steps of a plan (0 = not on a schedule).", ge=0
@@ -387,6 +407,9 @@ class EvalConfig:
         "beyond what one plan can cover, such as detours around a new obstacle. null: always "
         "plan to the goal.",
         gt=0,
+    )
+    route_speed: float = _field(
+        3.0, "policy route: the speed along the route (m/s; the simulator's limit is 5).", gt=0
     )
     batch_size: int = _field(25, "Episodes planned and simulated together.", ge=1)
 

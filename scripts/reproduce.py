@@ -5,6 +5,7 @@ composition scenarios (results/composition.md).
     python scripts/reproduce.py --suite maze2d --budget paper  # paper-scale steps (a GPU)
     python scripts/reproduce.py --suite maze2d --models jumpy --tasks umaze   # one maze, one model
     python scripts/reproduce.py --suite maze2d --tasks umaze --knobs   # + the speed-knob table
+    python scripts/reproduce.py --suite maze2d --baselines     # the no-model and untrained rows
     python scripts/reproduce.py --suite compose                # every configs/compose/*.yaml
     python scripts/reproduce.py --suite compose --scenarios obstacles-umaze
 
@@ -15,7 +16,11 @@ is regenerated if missing, the run ``runs/maze2d-<task>[-jumpy]-<budget>`` is tr
 (or reused when its latest checkpoint already reached the budget's steps; an unfinished run
 resumes), every kept checkpoint is scored on single-task episodes (score against training steps)
 and the last one on single-task and Multi2D episodes. ``results/maze2d.{md,json}`` collect every
-row measured so far, so tasks can be run one at a time.
+row measured so far, so tasks can be run one at a time. ``--baselines`` measures, instead of the
+models, what the jumpy rows would score without what the model learned: the jumpy config with a
+model trained for one step (``runs/maze2d-<task>-jumpy-untrained``), and its policy with no model
+at all (``eval.policy: route``, the shortest route over the known walls; that run only supplies
+the maze and the ``eval`` section).
 
 Composition: each scenario's trained runs are trained if missing (their config and steps are in
 the scenario file), then every layout × method is evaluated (``planner.eval.scenarios``);
@@ -44,10 +49,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from planner.checkpoints import checkpoint_manager
-from planner.config import load_config
+from planner.config import EvalConfig, load_config
 from planner.data.sources import generated_path, reference_path
 from planner.envs.maze2d import get_maze_task
 from planner.eval.command import run_eval
+from planner.eval.evaluate import map_assisted
 from planner.eval.scenarios import (
     RunSpec,
     load_scenario,
@@ -98,6 +104,13 @@ BUDGETS: dict[str, dict[str, dict[str, list[str]]]] = {
 }
 # Episodes per checkpoint for score against training steps (a Large plan costs ~12x a U-Maze one).
 CURVE_EPISODES = {"umaze": 50, "medium": 20, "large": 20}
+# The baseline rows of the jumpy configs (--baselines): key -> (row name, eval overrides), both
+# evaluated on the run trained for one step with the EMA equal to the parameters.
+UNTRAINED = ["train.steps=1", "train.ema_start=0"]
+BASELINES: dict[str, tuple[str, list[str]]] = {
+    "untrained": ("jumpy, untrained (1 training step)", []),
+    "route": ("no model: shortest route + the jumpy policy", ["eval.policy=route"]),
+}
 NAIVE_REPLANNING = ["eval.policy=mpc", "eval.pin_arrival=false", "eval.latch=false"]
 # Faster sampler settings, scored against the default (U-Maze): name -> eval overrides.
 KNOBS: dict[str, list[str]] = {
@@ -117,6 +130,15 @@ KNOBS: dict[str, list[str]] = {
 }
 
 
+def where_made() -> dict[str, str]:
+    """The git revision, device platform and machine a record is made with."""
+    return {
+        "git_revision": git_revision(),
+        "device": jax.devices()[0].platform,
+        "machine": platform.platform(),
+    }
+
+
 def record_or_render(
     stem: str,
     render_only: bool,
@@ -130,12 +152,7 @@ def record_or_render(
     if render_only:
         record = json.loads(json_path.read_text())
     else:
-        record = {
-            **measure(),
-            "git_revision": git_revision(),
-            "device": jax.devices()[0].platform,
-            "machine": platform.platform(),
-        }
+        record = {**measure(), **where_made()}
         json_path.write_text(json.dumps(record, indent=2) + "\n")
     markdown_path = RESULTS / f"{stem}.md"
     markdown_path.write_text(markdown(record))
@@ -231,9 +248,9 @@ def score_curve(run_dir: Path, config_file: Path, episodes: int) -> list[dict[st
     return curve
 
 
-def oracle_ceiling(task: str) -> dict[str, float]:
+def oracle_score(task: str) -> dict[str, float]:
     """The re-planning oracle controller's score stored with ``task``'s regenerated dataset
-    (single-task goal, this simulator): the ceiling of what a planner can score here."""
+    (single-task goal, this simulator): the controller that collected the data."""
     data = load_config(config_path(task, "flat")).data
     maze = get_maze_task(data.dataset)
     steps = data.generate_steps or maze.dataset_steps
@@ -253,7 +270,7 @@ def evaluate_task(
         "config": str(config_path(task, model)),
         "overrides": overrides,
         "run_dir": str(run_dir),
-        "oracle": oracle_ceiling(task),
+        "oracle": oracle_score(task),
         "git_revision": git_revision(),
         "curve_episodes": CURVE_EPISODES[task],
         "curve": score_curve(run_dir, config_path(task, model), CURVE_EPISODES[task]),
@@ -277,6 +294,33 @@ def evaluate_task(
             "figure": str(figure.relative_to(RESULTS)),
         }
     return row
+
+
+def evaluate_baselines(task: str, run_root: Path, episodes: int) -> list[dict[str, Any]]:
+    """The :data:`BASELINES` rows of ``task``'s jumpy config: single-task, ``episodes``
+    episodes, the config's seeds, on the run trained for one step (trained if missing)."""
+    config = config_path(task, "jumpy")
+    run_dir = run_root / f"maze2d-{task}-jumpy-untrained"
+    train_unless_done(config, UNTRAINED, run_dir)
+    rows = []
+    for key, (name, overrides) in BASELINES.items():
+        summary = run_eval(
+            run_dir, config, [f"eval.episodes={episodes}", "eval.multi_task=false", *overrides],
+            out_dir=run_dir / "eval" / f"{key}-seed0", show_progress=False,
+        )  # fmt: skip
+        rows.append({
+            "task": task, "baseline": key, "name": name,
+            "map_assisted": map_assisted(EvalConfig(**summary["eval"])),
+            "config": str(config), "train_overrides": UNTRAINED, "overrides": overrides,
+            "run_dir": str(run_dir), "checkpoint_step": summary["checkpoint_step"],
+            "scores": summary["scores"], "eval_seconds": summary["seconds"],
+            "eval_seed": summary["eval"]["seed"], "plan_seed": summary["plan"]["seed"],
+            "git_revision": summary["git_revision"],
+            "command": f"python scripts/reproduce.py --suite maze2d --baselines --tasks {task}",
+        })  # fmt: skip
+        scores = summary["scores"]["normalized_d4rl"]
+        print(f"  {task} {name}: {scores['mean']:.1f} ± {scores['stderr']:.1f}", flush=True)
+    return rows
 
 
 def speed_knobs(run_dir: Path, episodes: int) -> list[dict[str, Any]]:
@@ -339,7 +383,8 @@ def markdown(record: dict[str, Any]) -> str:
     lines = [
         "# Maze2D and Multi2D",
         "",
-        "Made by `make reproduce-maze2d` (`python scripts/reproduce.py --suite maze2d --knobs`; "
+        "Made by `make reproduce-maze2d` (`python scripts/reproduce.py --suite maze2d --knobs`, "
+        "then `--baselines`; "
         "`--tasks umaze`, `--models jumpy` etc. for part of it); "
         f"git {record['git_revision']} (the last command that wrote this page; each row's own "
         "revision is listed under the table where it was recorded), "
@@ -356,8 +401,10 @@ def markdown(record: dict[str, Any]) -> str:
         "its config's `eval` section). *D4RL refs* uses D4RL's "
         "published reference returns; *our refs* the random policy and reused controller "
         "recomputed on this simulator (see results/data.md); *oracle* is the score of the "
-        "re-planning waypoint controller stored with each dataset (single-task goal, 100 "
-        "episodes), this simulator's practical ceiling. Evaluation seed 0 for starts and goals, "
+        "re-planning waypoint controller that collected each dataset (single-task goal, 100 "
+        "episodes), not a ceiling: in U-Maze the jumpy row and the policy with no model score "
+        "above it (What the model adds, below, has the rows a model should be measured "
+        "against). Evaluation seed 0 for starts and goals, "
         "plan seed 0; settings were chosen on seed 1. *s / plan*: the policy's wall time per "
         "plan, episodes batched as `eval.batch_size` says (25).",
         "",
@@ -402,6 +449,8 @@ def markdown(record: dict[str, Any]) -> str:
             "The `cpu` rows train for about half an hour each, a small fraction of that (score "
             "against training steps below).",
         ]
+    if record.get("baselines"):
+        lines += baseline_lines(record)
     lines += ["", "## Score against training steps", ""]
     lines += [
         "Single-task, seed 0; episodes per checkpoint as listed.",
@@ -447,6 +496,97 @@ def markdown(record: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+ROUTE_GAP_AIM = -5.0  # issue 38: every jumpy row within 5 % of the no-model row
+
+
+def baseline_lines(record: dict[str, Any]) -> list[str]:
+    """The section comparing each maze's jumpy rows with its :data:`BASELINES` rows: a table,
+    then per maze what the model adds and the gap to the no-model row."""
+    lines = [
+        "",
+        "## What the model adds",
+        "",
+        "Single-task, the jumpy rows' protocol (the config's `eval` section, evaluation seed 0, "
+        "plan seed 0). *jumpy, untrained*: the same config and policy with a model trained for "
+        "one step (`--set train.steps=1 --set train.ema_start=0`). *no model*: no network at "
+        "all, **map-assisted**: each plan is the shortest free route from the agent to the goal "
+        "on a 5 cm grid of the known walls (`planner.planning.maze.routes_to`), traversed at "
+        "3 m/s (`eval.route_speed`; positions and velocities per step, at rest once at the "
+        "goal; `eval.policy: route`, `planner.eval.evaluate.route_plan_fn`) and executed by "
+        "the jumpy config's own policy: replanning every 50 steps, path pursuit (U-Maze, "
+        "Medium) or Diffuser's tracker (Large), the goal latch. The no-model row's run "
+        "directory only supplies the maze and the `eval` section; its model is never called. "
+        "Made by "
+        "`python scripts/reproduce.py --suite maze2d --baselines` (`--tasks umaze` for one).",
+        "",
+        "| task | row | map-assisted | ours (D4RL refs) | ours (our refs) | success | "
+        "plans / episode | s / plan | eval wall time | run | config | episodes | git |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    findings, verdicts = [], []
+    for task in ("umaze", "medium", "large"):
+        measured = {r["baseline"]: r for r in record["baselines"] if r["task"] == task}
+        baselines = {key: measured[key] for key in BASELINES if key in measured}
+        trained = [r for r in record["rows"] if r["task"] == task and r["model"] == "jumpy"]
+        if not baselines:
+            continue
+        for row in trained:
+            scores = row["single"]["scores"]
+            lines.append(
+                f"| {task.capitalize()} | jumpy, trained ({row['budget']}: "
+                f"{row['training']['steps']:,} steps; the row above) | no | "
+                f"{score_text(scores, 'normalized_d4rl')} | "
+                f"{score_text(scores, 'normalized_this_simulator')} | "
+                f"{100 * scores['success_rate']:.0f} % | {planning_cost(scores)} | "
+                f"{row['single']['eval_seconds']} s | `{row['run_dir']}` | `{row['config']}` | "
+                f"{scores['episodes']} | {row.get('git_revision', '—')} |"
+            )
+        for row in baselines.values():
+            scores = row["scores"]
+            overrides = "".join(f" `--set {o}`" for o in row["overrides"])
+            lines.append(
+                f"| {task.capitalize()} | {row['name']} | "
+                f"{'**yes**' if row['map_assisted'] else 'no'} | "
+                f"{score_text(scores, 'normalized_d4rl')} | "
+                f"{score_text(scores, 'normalized_this_simulator')} | "
+                f"{100 * scores['success_rate']:.0f} % | {planning_cost(scores)} | "
+                f"{row['eval_seconds']} s | `{row['run_dir']}` | `{row['config']}`{overrides} | "
+                f"{scores['episodes']} | {row['git_revision']} |"
+            )
+        contribution, judged = model_contribution(task, trained, baselines)
+        findings += contribution
+        verdicts += judged
+    aim = (
+        f"Issue 38's aim, every jumpy row within 5 % of the no-model row: met by {sum(verdicts)} "
+        f"of {len(verdicts)}. The no-model rows use the map, so they are a reference for the "
+        "execution layer, not a method to compare as an equal."
+    )
+    return [*lines, "", *findings, "", aim]
+
+
+def model_contribution(
+    task: str, trained: list[dict[str, Any]], baselines: dict[str, dict[str, Any]]
+) -> tuple[list[str], list[bool]]:
+    """Per trained jumpy row of ``task``: a line with its score minus the untrained row's and
+    its gap (%) to the no-model row, and (where that row exists) whether the gap meets
+    :data:`ROUTE_GAP_AIM`."""
+    lines, verdicts = [], []
+    for row in trained:
+        score = row["single"]["scores"]["normalized_d4rl"]["mean"]
+        parts = []
+        if "untrained" in baselines:
+            untrained = baselines["untrained"]["scores"]["normalized_d4rl"]["mean"]
+            parts.append(f"the model adds {score - untrained:+.1f} ({untrained:.1f} → {score:.1f})")
+        if "route" in baselines:
+            route = baselines["route"]["scores"]["normalized_d4rl"]["mean"]
+            gap = 100 * (score - route) / route
+            verdicts.append(gap >= ROUTE_GAP_AIM)
+            verdict = "met" if verdicts[-1] else "**not met**"
+            parts.append(f"{gap:+.1f} % against no model ({route:.1f}; within 5 %: {verdict})")
+        lines.append(f"- {task.capitalize()} ({row['budget']}): " + "; ".join(parts) + ".")
+    return lines, verdicts
+
+
 def scenario_notes(name: str) -> str:
     """The ``## name`` section of results/composition_notes.md (empty if there is none)."""
     path = RESULTS / "composition_notes.md"
@@ -479,7 +619,11 @@ def composition_markdown(record: dict[str, Any]) -> str:
         "windows once per window and overlap, and a call of an energy model is a forward and "
         "a backward pass, so compute is equal only within a scenario's comparable rows; "
         "*plan time*: median wall time per plan (batched, first batch's compilation included "
-        "in the median's population).",
+        "in the median's population). *(map-assisted)* after a method's name: its policy "
+        "planned toward targets along the shortest free route that a graph search over the "
+        "known walls and obstacles found (`eval.route_reach`): the map search chose the "
+        "route, not the composed energies, so such a row is an option for users who know "
+        "their map and no evidence for composition.",
         "",
     ]
     files = [path.stem for path in scenario_files()]
@@ -545,6 +689,11 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--knobs", action="store_true", help="also the U-Maze speed-knob table")
+    parser.add_argument(
+        "--baselines",
+        action="store_true",
+        help="instead of the models: the untrained and no-model rows of --tasks' jumpy configs",
+    )
     parser.add_argument("--run-root", type=Path, default=Path("runs"))
     parser.add_argument(
         "--render-only", action="store_true", help="rewrite the suite's .md from its .json"
@@ -559,9 +708,18 @@ def main() -> None:
         return
     json_path = RESULTS / "maze2d.json"
     record = json.loads(json_path.read_text()) if json_path.is_file() else {"rows": []}
+    if args.baselines:  # the model rows are left as stored
+        for task in args.tasks:
+            rows = evaluate_baselines(task, args.run_root, args.episodes)
+            kept = [row for row in record.get("baselines", ()) if row["task"] != task]
+            record |= {"baselines": kept + rows, **where_made()}
+            json_path.write_text(json.dumps(record, indent=2) + "\n")
+            (RESULTS / "maze2d.md").write_text(markdown(record))
+            print(f"wrote {RESULTS / 'maze2d.md'}", flush=True)
+        return
     for row in record["rows"]:  # rows from before the hierarchical planner: flat, open loop
         row.setdefault("model", "flat")
-        row.setdefault("oracle", oracle_ceiling(row["task"]))
+        row.setdefault("oracle", oracle_score(row["task"]))
         refresh_training(row)
     if args.render_only:
         json_path.write_text(json.dumps(record, indent=2) + "\n")
@@ -583,11 +741,7 @@ def main() -> None:
                 run_dir = Path(row["run_dir"])
                 record["knobs"] = {"run_dir": str(run_dir), "episodes": args.episodes,
                                    "rows": speed_knobs(run_dir, args.episodes)}  # fmt: skip
-            record |= {
-                "git_revision": git_revision(),
-                "device": jax.devices()[0].platform,
-                "machine": platform.platform(),
-            }
+            record |= where_made()
             json_path.write_text(json.dumps(record, indent=2) + "\n")
             plot_curves(record["rows"], RESULTS / "figures" / "maze2d-score-vs-steps.png")
             (RESULTS / "maze2d.md").write_text(markdown(record))

@@ -181,6 +181,42 @@ def test_value_guided_plan_selects_the_highest_value(runs, tmp_path):
     assert int(saved["best"]) == int(np.argmin(saved["energies"][:, value_column]))
 
 
+def test_smc_plan_reports_its_effective_sample_size(runs, tmp_path):
+    config = write_plan(
+        tmp_path,
+        start=[3, 1],
+        goal=[1, 1],
+        n_candidates=4,
+        smc=True,
+        constraints=[{"type": "circle", "center": [2.0, 2.0], "radius": 0.4, "weight": 10}],
+    )
+    assert plan_cli(runs, tmp_path, "--config", str(config)) == 0
+    summary = json.loads((tmp_path / "out" / "plan.json").read_text())
+    assert 1.0 <= summary["effective_sample_size"] <= 4.0
+    assert summary["smc_resamples"] >= 0 and summary["plan"]["smc"] is True
+
+
+def test_importance_resampling_draws_candidates_by_their_energy(runs):
+    run = load_run(runs / "diffusion")
+    spec = [{"type": "circle", "center": [2.0, 2.0], "radius": 0.5, "weight": 50}]
+    terms = terms_from_specs(spec, run.layout, CONSTRAINT_TYPES, "x")
+
+    def planner(select):
+        return Planner(
+            run.denoiser, run.schedule, run.normalizer, run.layout, 16, terms=terms, select=select
+        )
+
+    starts = np.tile(np.array([[3, 1, 0, 0]], np.float32), (16, 1))
+    goals = np.tile(np.array([[1, 1]], np.float32), (16, 1))
+    lowest = planner("energy").plan(jax.random.key(3), starts, goals, n_candidates=4)
+    drawn = planner("resample").plan(jax.random.key(3), starts, goals, n_candidates=4)
+    np.testing.assert_allclose(drawn.total, lowest.total)  # the same candidates
+    assert np.all(lowest.best == np.argmin(lowest.total, axis=1))
+    assert np.any(drawn.best != lowest.best)  # a draw, not always the lowest energy
+    chosen = drawn.total[np.arange(16), drawn.best]
+    assert chosen.mean() <= drawn.total.mean()  # ... but biased toward low energies
+
+
 def test_python_api_plans_many_queries_in_one_call(runs):
     run = load_run(runs / "diffusion")
     obstacle = terms_from_specs(

@@ -20,7 +20,13 @@ from planner.diffusion.denoisers import (
     overlapping_windows,
     window_starts,
 )
-from planner.diffusion.samplers import SamplerSpec, sample, sampling_levels
+from planner.diffusion.samplers import (
+    SamplerSpec,
+    effective_sample_fraction,
+    sample,
+    sampling_levels,
+    systematic_resample,
+)
 from planner.diffusion.schedule import cosine_schedule
 from planner.energies.base import guidance_gradient, mixture, negation, term, weighted_sum
 from planner.energies.terms import Layout, circle_obstacle
@@ -432,3 +438,82 @@ def test_conditioned_windows_carry_the_plan_ends_through_every_window(goal):
     naive = overlapping_windows(model, window, stride)
     y = draw(EXACT, naive, values=values, mask=mask, schedule=FINE)[0][..., 0]
     assert np.abs(y.mean(axis=0) - mean).max() > 0.15
+
+
+# --- sequential Monte Carlo -------------------------------------------------------------------
+
+
+def test_smc_draws_the_product_of_the_model_and_a_potential():
+    # data N(0, 0.25) times the potential exp(-(x - 1)² / (2 · 0.25)) is N(0.5, 0.125); the
+    # potential is never used for guidance (n_guide_steps=0), only to weight the particles
+    pull = term(lambda x, t: jnp.sum((x - 1.0) ** 2) / 0.5, "pull", n_guide_steps=0)
+    queries, particles = 40, 64
+    values = jnp.zeros((queries * particles, HORIZON, DIM))
+    keys = jax.random.split(jax.random.key(11), values.shape[0])
+    spec = EXACT.replace(smc=True, loop="scan")
+    model = gaussian(0.0, 0.5, FINE)
+    result = sample(keys, spec, FINE, model, (pull,), IDENTITY, FREE, values, particles=particles)
+    x = np.asarray(result.trajectories)
+    assert abs(x.mean() - 0.5) < 0.03
+    assert abs(x.var() - 0.125) < 0.15 * 0.125
+    assert 0 < float(result.ess.mean()) < 1 and int(result.resamples.max()) > 0
+    plain, _ = draw(EXACT.replace(loop="scan"), model, values=values, schedule=FINE)
+    assert abs(plain.mean()) < 0.03  # without the weights: the model's own mean
+
+
+def test_smc_with_equal_potentials_keeps_every_particle_and_its_draws():
+    constant = term(lambda x, t: 3.0 + 0.0 * jnp.sum(x), "constant", n_guide_steps=0)
+    values = ZEROS[:32]
+    keys = jax.random.split(jax.random.key(4), 32)
+    model = gaussian(0.3, 0.6)
+    plain = sample(keys, EXACT, SCHEDULE, model, (constant,), IDENTITY, FREE, values)
+    smc = EXACT.replace(smc=True)
+    steered = sample(keys, smc, SCHEDULE, model, (constant,), IDENTITY, FREE, values, particles=8)
+    np.testing.assert_allclose(steered.trajectories, plain.trajectories, atol=1e-6)
+    np.testing.assert_allclose(steered.ess, 1.0, atol=1e-6)
+    assert int(steered.resamples.max()) == 0
+
+
+def test_systematic_resampling_keeps_equal_weights_and_follows_a_certain_one():
+    keys = jax.random.split(jax.random.key(0), 2)
+    equal = jnp.zeros((2, 5))
+    np.testing.assert_array_equal(systematic_resample(keys, equal), np.tile(np.arange(5), (2, 1)))
+    np.testing.assert_allclose(effective_sample_fraction(equal), 1.0, rtol=1e-6)
+    certain = jnp.array([[-jnp.inf, 0.0, -jnp.inf, -jnp.inf, -jnp.inf]] * 2)
+    np.testing.assert_array_equal(systematic_resample(keys, certain), np.ones((2, 5)))
+    np.testing.assert_allclose(effective_sample_fraction(certain), 0.2, rtol=1e-6)
+
+
+def test_smc_queries_do_not_depend_on_each_other():
+    pull = term(lambda x, t: jnp.sum((x - 1.0) ** 2), "pull", n_guide_steps=0)
+    keys = jax.random.split(jax.random.key(9), 12)
+    spec = EXACT.replace(smc=True, ess_threshold=1.0)  # resample at every level
+    model = gaussian(0.0, 0.5)
+
+    def run(keys):
+        values = jnp.zeros((len(keys), HORIZON, DIM))
+        return sample(keys, spec, SCHEDULE, model, (pull,), IDENTITY, FREE, values, particles=4)
+
+    whole, part = run(keys), run(keys[4:8])
+    np.testing.assert_allclose(part.trajectories, whole.trajectories[4:8], atol=1e-6)
+    assert int(whole.resamples.min()) > len(sampling_levels(spec, SCHEDULE.n_steps)) // 2
+
+
+@pytest.mark.parametrize("loop", ["scan", "python"])
+def test_smc_compiles_once_for_new_obstacles(loop):
+    traces = []
+    base = gaussian(0.0, 1.0)
+
+    def counting_noise(params, x, t):
+        traces.append(x.shape)
+        return base.noise_fn(params, x, t)
+
+    model = Denoiser(base.params, counting_noise, None)
+    layout = Layout(action_dim=0, observation_dim=2, position=(0, 1), velocity=())
+    spec = SamplerSpec(method="ddim", n_steps=4, loop=loop, smc=True)
+    values = ZEROS[:8]
+    for seed, centre in enumerate(([0.0, 0.0], [1.0, -1.0], [2.0, 0.5])):
+        obstacle = circle_obstacle(layout, centre, 0.3)
+        keys = jax.random.split(jax.random.key(seed), 8)
+        sample(keys, spec, SCHEDULE, model, (obstacle,), IDENTITY, FREE, values, particles=4)
+    assert len(traces) == 1

@@ -4,7 +4,8 @@ one jitted step, iterated by ``lax.scan`` in one dispatch or by a Python loop (s
 ``sample(keys, spec, schedule, denoiser, terms, normalizer, mask, values, warm_start=None)``
 draws ``B`` trajectories ``[B, H, D]`` (normalized) from the denoiser composed with energy terms,
 trajectory ``b`` from its own key ``keys[b]``: a sample does not depend on what else is in the
-batch, so planning 100 episodes at once gives the plans of planning them one by one.
+batch, so planning 100 episodes at once gives the plans of planning them one by one. Only SMC
+couples samples, and only the ``particles`` consecutive ones of one query.
 
 - ``ddpm``: ancestral sampling with Diffuser's semantics: guidance steps on ``x_t`` before the
   model is evaluated, the clean estimate clipped to [-1, 1], the posterior mean plus noise (none at
@@ -16,6 +17,14 @@ batch, so planning 100 episodes at once gives the plans of planning them one by 
   ``corrector_step_size · σ_t²``; MALA and Metropolis-adjusted HMC adapt it toward
   ``target_accept``. Metropolis tests need the model's energy, so score models get ULA and
   unadjusted HMC only.
+- ``smc``: sequential Monte Carlo over each query's ``particles`` (Feynman–Kac steering). At
+  every level the particles are reweighted by the change of their tempered composed energy
+  ``λ_t Σ w_k E_k / T`` (``λ_t = ᾱ_t``: nothing at pure noise, all of it at the clean end; ``T``
+  = ``energy_temperature``) and resampled (systematic, within the query) when the effective
+  sample size falls below ``ess_threshold`` of the particles. The weights telescope, so with
+  an unguided proposal the samples target ``p_model(τ) exp(-Σ w_k E_k(τ) / T)``; guidance
+  steps, when also on, make a better proposal whose density ratio is not corrected for. The
+  same total energy ranks the candidates afterwards.
 - warm start: a previous plan is re-noised to ``start_level`` and denoised from there.
 - ``noise_scale`` is a sampling temperature: it multiplies the initial noise (or the warm start's
   re-noising) and every step's noise; below 1 draws nearer the model's mode, 0 with deterministic
@@ -44,10 +53,12 @@ from planner.data.normalize import Normalizer
 from planner.diffusion.conditioning import impose
 from planner.diffusion.denoisers import Denoiser
 from planner.diffusion.schedule import Schedule, add_noise, start_from_noise
-from planner.energies.base import Term, guidance_gradient
+from planner.energies.base import Term, guidance_gradient, term_energies, term_weights
 
 MIN_VARIANCE = 1e-20  # Diffuser clips the log posterior variance at this value
 PYTHON_LOOP_MIN_BATCH = 32  # ``loop: auto`` on CPU: one dispatch per level from this batch on
+RESAMPLE_STREAM = 0x5C  # folded into a level's key for SMC resampling (leaves the other draws be)
+HUGE_ENERGY = 1e30  # a non-finite composed energy counts as this: its particle gets no weight
 
 
 def split_keys(keys: jax.Array, n: int) -> jax.Array:
@@ -74,6 +85,9 @@ class SamplerSpec:
     corrector_step_size: float = 0.1  # fraction of the level's noise variance
     target_accept: float = 0.57
     leapfrog_steps: int = 3
+    smc: bool = False  # reweight and resample each query's particles at every level
+    ess_threshold: float = 0.5  # SMC resamples when ESS < this fraction of the particles
+    energy_temperature: float = 1.0  # T in the SMC target p_model · exp(-E / T)
     start_level: int | None = None  # warm start level; None = start from pure noise
     loop: Literal["auto", "scan", "python"] = "auto"  # how levels are iterated; see ``sample``
 
@@ -83,10 +97,14 @@ class SamplerSpec:
 
 class SampleResult(struct.PyTreeNode):
     """``trajectories`` [B, H, D] normalized; ``acceptance`` [B] mean Metropolis acceptance of the
-    corrector (1 where nothing was tested); ``evaluations`` network calls per trajectory."""
+    corrector (1 where nothing was tested); ``ess`` [B] the SMC effective sample size as a
+    fraction of the particles, averaged over levels (1 without SMC); ``resamples`` [B] levels
+    at which the sample's query resampled; ``evaluations`` network calls per trajectory."""
 
     trajectories: jax.Array
     acceptance: jax.Array
+    ess: jax.Array
+    resamples: jax.Array
     evaluations: int = struct.field(pytree_node=False)
 
 
@@ -119,6 +137,10 @@ def validate_spec(spec: SamplerSpec, denoiser: Denoiser) -> None:
         raise ValueError(f"sampler loop must be auto, scan or python; got {spec.loop!r}")
     if spec.corrector not in ("none", "ula", "mala", "hmc"):
         raise ValueError(f"corrector must be none, ula, mala or hmc; got {spec.corrector!r}")
+    if not 0 <= spec.ess_threshold <= 1:
+        raise ValueError(f"ess_threshold must be in [0, 1]; got {spec.ess_threshold}")
+    if spec.energy_temperature <= 0:
+        raise ValueError(f"energy_temperature must be positive; got {spec.energy_temperature}")
     if spec.corrector == "mala" and not denoiser.has_energy:
         raise ValueError(
             "MALA's Metropolis test needs an energy-parameterized model "
@@ -360,20 +382,110 @@ def _correct(
     return x, log_step, acceptance / spec.corrector_steps
 
 
+# --- sequential Monte Carlo over each query's particles ---------------------------------------
+
+
+def composed_energy(
+    terms: Sequence[Term], normalizer: Normalizer, x: jax.Array, clean: jax.Array, t: jax.Array
+) -> jax.Array:
+    """``[B]`` ``Σ w_k E_k`` at level ``t``: ``noisy`` terms on the sample ``x`` [B, H, D],
+    ``denoised`` terms on its clean estimate ``clean`` [B, H, D] (both normalized); non-finite
+    totals become ``HUGE_ENERGY``."""
+    total = jnp.zeros(x.shape[0])
+    for on, trajectories in (("noisy", x), ("denoised", clean)):
+        chosen = [term for term in terms if term.on == on]
+        if chosen:
+            energies = term_energies(chosen, normalizer.unnormalize(trajectories), t)
+            total = total + energies @ term_weights(chosen)
+    return jnp.nan_to_num(total, nan=HUGE_ENERGY, posinf=HUGE_ENERGY, neginf=-HUGE_ENERGY)
+
+
+def effective_sample_fraction(log_weights: jax.Array) -> jax.Array:
+    """``[Q]`` the effective sample size ``1 / Σ w²`` of each row of normalized weights
+    ``softmax(log_weights [Q, N])``, as a fraction of ``N`` (1: equal weights)."""
+    weights = jax.nn.softmax(log_weights, axis=1)
+    return 1.0 / (log_weights.shape[1] * jnp.sum(weights**2, axis=1))
+
+
+def systematic_resample(keys: jax.Array, log_weights: jax.Array) -> jax.Array:
+    """``[Q, N]`` ancestor indices drawn for each row of ``log_weights`` [Q, N] by systematic
+    resampling (one uniform per row from ``keys`` [Q]): particle ``n`` is kept about
+    ``N w_n`` times, in order."""
+    count = log_weights.shape[1]
+    cumulative = jnp.cumsum(jax.nn.softmax(log_weights, axis=1), axis=1)
+    cumulative = cumulative / cumulative[:, -1:]  # exactly 1 at the end despite rounding
+    offsets = jax.vmap(jax.random.uniform)(keys)
+    points = (offsets[:, None] + jnp.arange(count)) / count
+    ancestors = jax.vmap(jnp.searchsorted)(cumulative, points)
+    return jnp.minimum(ancestors, count - 1)
+
+
+def _grouped(array: jax.Array, particles: int) -> jax.Array:
+    return array.reshape(-1, particles, *array.shape[1:])
+
+
+def _reweight(
+    spec: SamplerSpec,
+    schedule: Schedule,
+    terms: Sequence[Term],
+    normalizer: Normalizer,
+    particles: int,
+    carry: _Carry,
+    x: jax.Array,
+    clean: jax.Array,
+    t: jax.Array,
+    keys: jax.Array,
+) -> tuple[_Carry, jax.Array, jax.Array]:
+    """One SMC step at level ``t`` on ``x`` [B, H, D] and its ``clean`` estimate, ``B`` =
+    queries × ``particles`` consecutive: weights by the change of the tempered energy, then
+    resampling of the queries whose effective sample size fell below the threshold. Returns
+    the carry with the weights and statistics, and the (resampled) ``x`` and ``clean``."""
+    energy = composed_energy(terms, normalizer, x, clean, t)
+    tempered = _alpha_bar(schedule, t) * energy / spec.energy_temperature
+    log_weights = _grouped(carry.log_weight + carry.tempered - tempered, particles)  # [Q, N]
+    fraction = effective_sample_fraction(log_weights)
+    resampling = fraction < spec.ess_threshold  # [Q]
+    first_keys = jax.vmap(lambda key: jax.random.fold_in(key, RESAMPLE_STREAM))(keys[::particles])
+    kept = jnp.broadcast_to(jnp.arange(particles), log_weights.shape)
+    ancestors = jnp.where(resampling[:, None], systematic_resample(first_keys, log_weights), kept)
+
+    def descend(array: jax.Array) -> jax.Array:
+        grouped = _grouped(array, particles)
+        index = ancestors.reshape(*ancestors.shape, *([1] * (grouped.ndim - 2)))
+        return jnp.take_along_axis(grouped, index, axis=1).reshape(array.shape)
+
+    per_particle = functools.partial(jnp.repeat, repeats=particles)
+    carry = carry.replace(
+        log_step=descend(carry.log_step),
+        acceptance=descend(carry.acceptance),
+        log_weight=jnp.where(resampling[:, None], 0.0, log_weights).reshape(-1),
+        tempered=descend(tempered),
+        ess=carry.ess + per_particle(fraction),
+        resamples=carry.resamples + per_particle(resampling),
+    )
+    return carry, descend(x), descend(clean)
+
+
 # --- the sampler ------------------------------------------------------------------------------
 
 
 class _Carry(struct.PyTreeNode):
     """What one level hands to the next: ``x`` [B, H, D], corrector ``log_step`` [B] and summed
-    ``acceptance`` [B]."""
+    ``acceptance`` [B]; for SMC the particles' ``log_weight`` [B], their last ``tempered``
+    energy [B], the summed effective sample fraction ``ess`` [B] and the ``resamples`` [B]."""
 
     x: jax.Array
     log_step: jax.Array
     acceptance: jax.Array
+    log_weight: jax.Array
+    tempered: jax.Array
+    ess: jax.Array
+    resamples: jax.Array
 
 
 def _level_step(
     spec: SamplerSpec,
+    particles: int,
     schedule: Schedule,
     denoiser: Denoiser,
     terms: tuple[Term, ...],
@@ -384,12 +496,17 @@ def _level_step(
     inputs: tuple[jax.Array, jax.Array, jax.Array],
 ) -> _Carry:
     """One reverse step from level ``t`` to ``t_prev`` (``inputs = (t, t_prev, keys [B])``):
-    guidance, one model call, the DDPM or DDIM update, conditions, then the corrector."""
+    guidance, one model call, SMC reweighting and resampling, the DDPM or DDIM update,
+    conditions, then the corrector."""
     t, t_prev, step_keys = inputs
     update_keys, corrector_keys = split_keys(step_keys, 2)
     x, clean = _clean_estimate(
         spec, schedule, denoiser, terms, normalizer, carry.x, t, mask, values
     )
+    if spec.smc:
+        carry, x, clean = _reweight(
+            spec, schedule, terms, normalizer, particles, carry, x, clean, t, step_keys
+        )
     if spec.method == "ddpm":
         x = _ddpm_update(spec, schedule, x, clean, t, update_keys)
     else:
@@ -403,7 +520,7 @@ def _level_step(
             spec, denoiser, terms, normalizer, schedule, carry.x, t_prev, carry.log_step, mask,
             values, corrector_keys,
         )  # fmt: skip
-        return _Carry(x, log_step, carry.acceptance + accepted)
+        return carry.replace(x=x, log_step=log_step, acceptance=carry.acceptance + accepted)
 
     # the last step yields the clean sample, which has no level left to correct at
     return jax.lax.cond(t_prev >= 0, correct, lambda carry: carry, carry)
@@ -432,8 +549,8 @@ def _start(
         x = noise
     else:
         x = add_noise(schedule, warm_start, jnp.full((values.shape[0],), levels[0]), noise)
-    batch = jnp.zeros(values.shape[0])
-    carry = _Carry(impose(x, mask, values), batch, batch)
+    zeros = jnp.zeros(values.shape[0])
+    carry = _Carry(impose(x, mask, values), zeros, zeros, zeros, zeros, zeros, zeros)
     return carry, (jnp.asarray(levels), jnp.asarray(previous), split_keys(loop_keys, len(levels)))
 
 
@@ -441,27 +558,36 @@ def _result(spec: SamplerSpec, schedule: Schedule, carry: _Carry) -> SampleResul
     levels = len(sampling_levels(spec, schedule.n_steps))
     corrected_levels = levels - 1 if _corrects(spec) else 0
     acceptance = carry.acceptance / corrected_levels if corrected_levels else 1.0
+    ones = jnp.ones(carry.x.shape[0])
     return SampleResult(
         trajectories=carry.x,
-        acceptance=acceptance * jnp.ones(carry.x.shape[0]),
+        acceptance=acceptance * ones,
+        ess=carry.ess / levels if spec.smc else ones,
+        resamples=carry.resamples,
         evaluations=network_evaluations(spec, schedule.n_steps),
     )
 
 
-@functools.partial(jax.jit, static_argnames=("spec",))
-def sample_in_one_scan(keys, spec, schedule, denoiser, terms, normalizer, mask, values, warm):
+@functools.partial(jax.jit, static_argnames=("spec", "particles"))
+def sample_in_one_scan(
+    keys, spec, schedule, denoiser, terms, normalizer, mask, values, warm, particles=1
+):
     """``sample`` with ``loop: scan``: one compiled program for the whole plan."""
     carry, inputs = _start(keys, spec, schedule, mask, values, warm)
-    step = functools.partial(_level_step, spec, schedule, denoiser, terms, normalizer, mask, values)
+    step = functools.partial(
+        _level_step, spec, particles, schedule, denoiser, terms, normalizer, mask, values
+    )
     carry, _ = jax.lax.scan(lambda carry, inputs: (step(carry, inputs), None), carry, inputs)
     return _result(spec, schedule, carry)
 
 
-@functools.partial(jax.jit, static_argnames=("spec",))
-def _one_level(spec, schedule, denoiser, terms, normalizer, mask, values, carry, inputs, index):
+@functools.partial(jax.jit, static_argnames=("spec", "particles"))
+def _one_level(
+    spec, particles, schedule, denoiser, terms, normalizer, mask, values, carry, inputs, index
+):
     level_inputs = jax.tree.map(lambda array: array[index], inputs)
     return _level_step(
-        spec, schedule, denoiser, terms, normalizer, mask, values, carry, level_inputs
+        spec, particles, schedule, denoiser, terms, normalizer, mask, values, carry, level_inputs
     )
 
 
@@ -475,12 +601,15 @@ def sample(
     mask: jax.Array,
     values: jax.Array,
     warm_start: jax.Array | None = None,
+    particles: int = 1,
 ) -> SampleResult:
     """``B`` trajectories from the composed model (see the module docstring).
 
     ``keys`` [B] are the samples' random keys (``jax.random.split(key, B)``); ``mask``
     [1, H, D] bool and ``values`` [B, H, D] (normalized) are the hard conditions;
-    ``warm_start`` [B, H, D] (normalized) is a previous plan to re-noise to ``spec.start_level``.
+    ``warm_start`` [B, H, D] (normalized) is a previous plan to re-noise to ``spec.start_level``;
+    ``particles``: with ``spec.smc``, the batch is ``B / particles`` queries of this many
+    consecutive particles each, resampled among themselves.
 
     ``spec.loop``: ``scan`` runs every level in one ``lax.scan`` (one dispatch per plan);
     ``python`` dispatches one jitted level at a time. Both give the same samples. On XLA:CPU the
@@ -491,12 +620,15 @@ def sample(
     """
     if keys.shape != values.shape[:1]:
         raise ValueError(f"need one key per sample: keys {keys.shape}, values {values.shape}")
+    particles = particles if spec.smc else 1
+    if particles < 1 or values.shape[0] % particles:
+        raise ValueError(f"{values.shape[0]} samples are not queries of {particles} particles")
     arguments = (schedule, denoiser, terms, normalizer, mask, values)
     if resolved_loop(spec, values.shape[0]) == "scan":
-        return sample_in_one_scan(keys, spec, *arguments, warm_start)
+        return sample_in_one_scan(keys, spec, *arguments, warm_start, particles)
     carry, inputs = _start(keys, spec, schedule, mask, values, warm_start)
     for index in range(len(sampling_levels(spec, schedule.n_steps))):
-        carry = _one_level(spec, *arguments, carry, inputs, jnp.int32(index))
+        carry = _one_level(spec, particles, *arguments, carry, inputs, jnp.int32(index))
     return _result(spec, schedule, carry)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -10,6 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from planner.config import Config, ConfigError, EvalConfig
 from planner.control.policies import (
     FeasibleFn,
+    PlanFn,
     Policy,
     ReplanRule,
     TargetFn,
@@ -19,8 +20,16 @@ from planner.control.policies import (
     stage_start,
     toward_targets,
 )
+from planner.energies.base import Term
 from planner.energies.terms import Layout
-from planner.envs.maze2d import GOAL_RADIUS, MazeTask, Obstacle, normalized_score
+from planner.envs.maze2d import (
+    GOAL_RADIUS,
+    POINT_RADIUS,
+    STEP_SECONDS,
+    MazeTask,
+    Obstacle,
+    normalized_score,
+)
 from planner.eval.rollouts import Rollouts, run_episodes
 from planner.planning.build import build_planner
 from planner.planning.maze import (
@@ -48,9 +57,17 @@ def replan_rule(settings: EvalConfig, at_steps: tuple[int, ...] = ()) -> ReplanR
     )
 
 
+def map_assisted(settings: EvalConfig) -> bool:
+    """Whether the policy of an ``eval`` section lets a search over the known map choose the
+    route (``route_reach``'s targets, the ``route`` policy) instead of the model."""
+    return settings.route_reach is not None or settings.policy == "route"
+
+
 def make_policy(run: TrainedRun, config: Config, task: MazeTask) -> Policy:
     """The policy of ``config.eval`` over the planners of ``config.plan``: one for step 0 and one
-    from each step at which a constraint appears (``appears_at``), which MPC replans at."""
+    from each step at which a constraint appears (``appears_at``), which MPC replans at. With
+    ``eval.policy: route`` the planners only supply the walls and obstacles that
+    :func:`route_plan_fn` plans around; the model is never called."""
     settings, plan = config.eval, config.plan
     warm_level = settings.warm_start_level if settings.policy == "mpc" else None
     if warm_level is not None and warm_level >= run.schedule.n_steps:
@@ -71,9 +88,6 @@ def make_policy(run: TrainedRun, config: Config, task: MazeTask) -> Policy:
     planners = {0: build_planner(run, config, task)[0]}  # checks the constraints
     appearances = appearance_steps(plan.constraints)
     planners |= {step: build_planner(run, config, task, step)[0] for step in appearances}
-    plan_fn = planner_plan_fn(
-        planners, warm_level, plan.seed, plan.n_candidates, plan.impose_goal, plan.average_best
-    )
     position = list(run.layout.position)
 
     def routes(observations: np.ndarray, goals: np.ndarray) -> np.ndarray:
@@ -82,15 +96,24 @@ def make_policy(run: TrainedRun, config: Config, task: MazeTask) -> Policy:
             for start, goal in zip(observations[:, position], goals, strict=True)
         ])  # fmt: skip
 
-    if settings.arrival_search:
-        steps = planners[0].steps - 1
-        arrivals = [
-            round(steps * k / settings.arrival_search) for k in range(1, settings.arrival_search)
-        ]
-        plan_fn = earliest_arrival(plan_fn, arrivals, followable(task, planners, run.layout))
-    if settings.route_reach is not None:
-        targets = route_targets(task, planners, run.layout, settings.route_reach)
-        plan_fn = toward_targets(plan_fn, targets)
+    terms = {step: planner.terms for step, planner in planners.items()}
+    if settings.policy == "route":
+        plan_fn = route_plan_fn(task, terms, run.layout, settings.route_speed)
+    else:
+        plan_fn = planner_plan_fn(
+            planners, warm_level, plan.seed, plan.n_candidates, plan.impose_goal,
+            plan.average_best,
+        )  # fmt: skip
+        if settings.arrival_search:
+            steps = planners[0].steps - 1
+            arrivals = [
+                round(steps * k / settings.arrival_search)
+                for k in range(1, settings.arrival_search)
+            ]
+            plan_fn = earliest_arrival(plan_fn, arrivals, followable(task, planners, run.layout))
+        if settings.route_reach is not None:
+            targets = route_targets(task, terms, run.layout, settings.route_reach)
+            plan_fn = toward_targets(plan_fn, targets)
     rule = replan_rule(settings, appearances)
     return receding_horizon_policy(plan_fn, run.layout, rule, routes, settings.lookahead)
 
@@ -107,27 +130,92 @@ def followable(task: MazeTask, planners: Mapping[int, Planner], layout: Layout) 
     return feasible
 
 
+# (goal [P], episode step) -> the Routes to that goal around what is known at that step
+RoutesFn = Callable[[np.ndarray, int], Routes]
+
+
+def stage_routes(task: MazeTask, terms: Mapping[int, Sequence[Term]], layout: Layout) -> RoutesFn:
+    """A :data:`RoutesFn` around the walls and the obstacle and bounds ``terms`` in force at
+    the step (``terms[s]`` from step ``s``; key 0 required), each computed once per goal and
+    stage (:func:`routes_to`)."""
+    computed: dict[tuple, Routes] = {}
+
+    def routes(goal: np.ndarray, step: int) -> Routes:
+        stage = stage_start(terms, step)
+        key = (stage, *np.asarray(goal).tolist())
+        if key not in computed:
+            computed[key] = routes_to(task, goal, terms[stage], layout)
+        return computed[key]
+
+    return routes
+
+
 def route_targets(
-    task: MazeTask, planners: Mapping[int, Planner], layout: Layout, reach: float
+    task: MazeTask, terms: Mapping[int, Sequence[Term]], layout: Layout, reach: float
 ) -> TargetFn:
     """Targets ``reach`` metres along the shortest free route from each observation to its goal,
-    around the walls and the obstacles in force at the step (``planners[s]``'s terms from step
-    ``s``); the goal itself once it is within reach. Routes are computed once per goal and
-    stage."""
-    computed: dict[tuple, Routes] = {}
+    around the walls and the obstacles in force at the step (``terms`` as
+    :func:`stage_routes` takes them); the goal itself once it is within reach."""
+    routes = stage_routes(task, terms, layout)
     position = list(layout.position)
 
     def targets(observations: np.ndarray, goals: np.ndarray, step: int) -> np.ndarray:
-        stage = stage_start(planners, step)
-        aims = []
-        for observation, goal in zip(observations, goals, strict=True):
-            key = (stage, *goal.tolist())
-            if key not in computed:
-                computed[key] = routes_to(task, goal, planners[stage].terms, layout)
-            aims.append(computed[key].target(observation[position], goal, reach))
-        return np.array(aims)
+        return np.array([
+            routes(goal, step).target(observation[position], goal, reach)
+            for observation, goal in zip(observations, goals, strict=True)
+        ])  # fmt: skip
 
     return targets
+
+
+def route_rows(points: np.ndarray, speed: float, horizon: int, layout: Layout) -> np.ndarray:
+    """``[H, D]`` plan rows (``D = A + O``) moving along the polyline ``points`` [K, P] (K >= 1)
+    from its first point at ``speed`` (m/s: ``speed * STEP_SECONDS`` metres per row), then
+    resting at its last point. Velocities are each row's displacement to the next per second
+    (zero from arrival on); actions and the other observation dimensions are zero."""
+    lengths = np.linalg.norm(np.diff(points, axis=0), axis=1)
+    along = np.concatenate([[0.0], np.cumsum(lengths)])  # [K]
+    travelled = np.minimum(np.arange(horizon) * speed * STEP_SECONDS, along[-1])  # [H]
+    positions = np.stack(
+        [np.interp(travelled, along, points[:, axis]) for axis in range(points.shape[1])], axis=1
+    )
+    velocities = np.diff(positions, axis=0, append=positions[-1:]) / STEP_SECONDS
+    rows = np.zeros((horizon, layout.action_dim + layout.observation_dim))
+    rows[:, list(layout.position_columns)] = positions
+    rows[:, list(layout.velocity_columns)] = velocities
+    return rows
+
+
+def route_plan_fn(
+    task: MazeTask,
+    terms: Mapping[int, Sequence[Term]],
+    layout: Layout,
+    speed: float,
+    horizon: int | None = None,
+) -> PlanFn:
+    """A :class:`PlanFn` with no model (a map-assisted baseline): each plan ``[Q, H, D]`` is
+    :func:`route_rows` along the shortest free route (:func:`stage_routes`: the walls and the
+    ``terms`` in force at the step) from the observation's position to the goal at ``speed``
+    (m/s; ``eval.route_speed``), over ``horizon`` rows (default the episode's steps, so every
+    plan ends at the goal at rest). Where no route connects them, the plan holds the position
+    at rest. The keys, the pinned arrival and the previous plan are not used: the same query
+    gives the same route."""
+    routes = stage_routes(task, terms, layout)
+    rows = task.max_episode_steps if horizon is None else horizon
+    position = list(layout.position)
+
+    def plan(episodes, replans, observations, goals, arrival, previous, step):
+        plans = []
+        for observation, goal in zip(observations, goals, strict=True):
+            here = observation[position]
+            path = routes(goal, step).path(here, snap=POINT_RADIUS)
+            points = (
+                np.concatenate([here[None], path[1:-1], goal[None]]) if len(path) else here[None]
+            )
+            plans.append(route_rows(points, speed, rows, layout))
+        return np.stack(plans)
+
+    return plan
 
 
 def evaluate(

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from planner.config import Config
+from planner.config import Config, ConfigError
 from planner.control.policies import (
     Policy,
     feedback_policy,
@@ -142,6 +142,8 @@ def make_locomotion_policy(run: TrainedRun, config: Config) -> Policy:
     if run.kind == "bc":
         return feedback_policy(mlp_act_fn(run, run.bc_apply()))
     settings, plan = config.eval, config.plan
+    if settings.policy == "route":
+        raise ConfigError("eval.policy route follows a maze's shortest route: Maze2D tasks only")
     planner = build_planner(run, config, task=None)[0]
     warm_level = settings.warm_start_level if settings.policy == "mpc" else None
     plan_fn = planner_plan_fn(

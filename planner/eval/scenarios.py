@@ -60,7 +60,7 @@ from planner.envs.maze2d import (
     find_maze_task,
     normalized_score,
 )
-from planner.eval.evaluate import evaluate
+from planner.eval.evaluate import evaluate, map_assisted
 from planner.eval.rollouts import Rollouts
 from planner.eval.scores import mean_and_stderr
 from planner.planning.build import build_planner
@@ -449,7 +449,8 @@ def run_scenario(scenario: Scenario, log=print) -> dict[str, Any]:
             paths = observation_rows(result.observations, run.layout)
             rows.append({
                 "layout": layout.name, "method": method.name, "obstacles": method.obstacles,
-                "run": run.run_dir.as_posix(), "checkpoint_step": run.step, "choice": best,
+                "map_assisted": map_assisted(config.eval), "run": run.run_dir.as_posix(),
+                "checkpoint_step": run.step, "choice": best,
                 "plan": config_to_dict(config)["plan"], "selection": tried, **metrics,
                 "terms": term_report(terms, labels, result.first_plans, paths),
             })  # fmt: skip
@@ -483,6 +484,12 @@ def _rate_and_error(rate: float, episodes: int) -> str:
     """A rate over episodes with its binomial standard error, ``"64 ± 5 %"``."""
     error = math.sqrt(rate * (1 - rate) / episodes)
     return f"{100 * rate:.0f} ± {100 * error:.0f} %"
+
+
+def method_text(row: Mapping[str, Any]) -> str:
+    """A row's method name, marked ``(map-assisted)`` where a search over the known map chose
+    its route (:func:`map_assisted`): that row is not composition alone."""
+    return f"{row['method']} (map-assisted)" if row.get("map_assisted") else row["method"]
 
 
 def _choice_text(choice: Mapping[str, Any]) -> str:
@@ -540,7 +547,7 @@ def _obstacle_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     for row in rows:
         length = row["path_length"]
         lines.append(
-            f"| {row['method']} | {_rate_and_error(row['success_rate'], row['episodes'])} | "
+            f"| {method_text(row)} | {_rate_and_error(row['success_rate'], row['episodes'])} | "
             f"{_rate_and_error(row['clean_success_rate'], row['episodes'])} | "
             f"{100 * row['collision_rate']:.1f} % | "
             f"{_rate(row['episodes_touching'])} | {_rate(row['plans_through_obstacles'])} | "
@@ -572,7 +579,7 @@ def _specification_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     for row in rows:
         rates = row["attribute_rates"]
         lines.append(
-            f"| {row['method']} | "
+            f"| {method_text(row)} | "
             f"{_rate_and_error(row['specification_plan_rate'], row['episodes'])} | "
             f"{_rate_and_error(row['specification_path_rate'], row['episodes'])} | "
             + " | ".join(
@@ -602,7 +609,7 @@ def term_table(record: Mapping[str, Any]) -> str:
             )
             energy = term["plan_energy"]
             lines.append(
-                f"| {row['layout']} | {row['method']} | {term['label']} ({term['term']}) | "
+                f"| {row['layout']} | {method_text(row)} | {term['label']} ({term['term']}) | "
                 f"{energy['mean']:.3g} ± {energy['stderr']:.2g} | {holds[0]} | {holds[1]} |"
             )
     return "\n".join(lines) + "\n"

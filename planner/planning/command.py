@@ -150,6 +150,8 @@ def _summary(run, config, plans: Plans, terms, labels, start, goal, seconds, tas
         "reaches_goal": goal_distance <= GOAL_RADIUS,
         "execution": executability(task, positions, goal, terms, run.layout),
         "mean_acceptance": float(plans.acceptance[0].mean()),
+        "effective_sample_size": float(plans.ess[0]) * int(plans.trajectories.shape[1]),
+        "smc_resamples": int(plans.resamples[0]),
     }
 
 

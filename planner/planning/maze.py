@@ -130,11 +130,25 @@ class Routes:
     distance: np.ndarray
     toward: np.ndarray
 
-    def path(self, start: np.ndarray) -> np.ndarray:
-        """``[K, 2]`` grid points from the one nearest ``start`` to the goal; ``[0, 2]`` when
-        no route connects them."""
+    def entry(self, start: np.ndarray, snap: float = 0.0) -> int | None:
+        """The grid point (flat index) a route from ``start`` [2] begins at: the one nearest
+        ``start``, or where that one has no route, the nearest within ``snap`` metres that has
+        one (a point mass pressed against a wall is nearer to it than the routes' clearance);
+        None when there is none."""
         here = np.ravel_multi_index(grid_index(self.free, start), self.free.shape)
-        if not np.isfinite(self.distance.flat[here]):
+        if np.isfinite(self.distance.flat[here]):
+            return int(here)
+        routed = np.flatnonzero(np.isfinite(self.distance))
+        points = np.stack(np.unravel_index(routed, self.free.shape), axis=1)
+        gaps = np.linalg.norm(points * GRID_RESOLUTION - WALL_OFFSET - start, axis=1)
+        nearest = np.argmin(gaps) if len(routed) else None
+        return None if nearest is None or gaps[nearest] > snap else int(routed[nearest])
+
+    def path(self, start: np.ndarray, snap: float = 0.0) -> np.ndarray:
+        """``[K, 2]`` grid points from the :meth:`entry` of ``start`` to the goal; ``[0, 2]``
+        when no route connects them."""
+        here = self.entry(start, snap)
+        if here is None:
             return np.zeros((0, 2))
         visited = [here]
         while self.toward[visited[-1]] >= 0:

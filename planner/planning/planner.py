@@ -3,7 +3,10 @@
 ``Planner.plan(key, start [Q, O], goal [Q, P])`` samples ``N`` candidates for each of ``Q``
 queries in one jitted call (query ``q`` from its own key, so its plans do not depend on the other
 queries), scores every candidate with every term, and picks the best per query
-(lowest total energy, or highest value). All arrays in and out are in environment units.
+(lowest total energy, or highest value), or draws one with probability ``∝ exp(-total / T)``
+(``select: resample``, importance resampling of the candidates toward the composed product).
+With ``smc`` in the sampler settings the candidates are one query's SMC particles, reweighted and
+resampled at every noise level. All arrays in and out are in environment units.
 
 A jumpy model (``jump = k > 1``, trained on rows ``k`` steps apart) samples ``H`` subgoal rows; the
 planner returns their linear interpolation, one row per environment step (``(H - 1) k + 1``), and
@@ -54,7 +57,9 @@ class Plans:
     ``trajectories`` [Q, N, H, D]; ``energies`` [Q, N, K] unweighted per term (``term_names``);
     ``total`` [Q, N] weighted sum; ``violations`` [Q, N, C] per hard term (``hard_names``), 0 where
     it holds; ``order`` [Q, N] the candidates best first (``best`` [Q] the chosen one);
-    ``acceptance`` [Q, N] corrector acceptance; ``jump`` the steps between the model's rows
+    ``acceptance`` [Q, N] corrector acceptance; ``ess`` [Q] the SMC effective sample size as
+    a fraction of the candidates, averaged over levels (1 without SMC), and ``resamples`` [Q]
+    the levels at which SMC resampled; ``jump`` the steps between the model's rows
     (``trajectories[..., ::jump, :]`` are its rows).
     """
 
@@ -67,6 +72,8 @@ class Plans:
     term_names: tuple[str, ...]
     hard_names: tuple[str, ...]
     jump: int = 1
+    ess: np.ndarray | None = None
+    resamples: np.ndarray | None = None
 
     @property
     def best(self) -> np.ndarray:
@@ -111,6 +118,9 @@ def sampler_spec(plan: PlanConfig, clip_denoised: bool) -> SamplerSpec:
         corrector_step_size=plan.corrector_step_size,
         target_accept=plan.target_accept,
         leapfrog_steps=plan.leapfrog_steps,
+        smc=plan.smc,
+        ess_threshold=plan.ess_threshold,
+        energy_temperature=plan.energy_temperature,
         loop=plan.loop,
     )
 
@@ -211,8 +221,8 @@ class Planner:
         jump: int = 1,
     ):
         validate_spec(spec, denoiser)
-        if select not in ("energy", "value"):
-            raise ValueError(f"select must be energy or value; got {select!r}")
+        if select not in ("energy", "value", "resample"):
+            raise ValueError(f"select must be energy, value or resample; got {select!r}")
         if select == "value" and not any(term.name == "value" for term in terms):
             raise ValueError("select: value needs a value objective ({type: value, run: ...})")
         self.mesh = data_mesh() if mesh is None else mesh
@@ -304,28 +314,49 @@ class Planner:
         keys, mask, values, initial = self._placed(keys, mask, values, initial)
         result = sample(
             keys, self.spec, self.schedule, self.denoiser, self.row_terms, self.normalizer,
-            mask, values, initial,
+            mask, values, initial, particles=n_candidates,
         )  # fmt: skip
         trajectories = interpolate_rows(self.normalizer.unnormalize(result.trajectories), self.jump)
         energies, total, violated = map(np.asarray, _score(self.terms, trajectories))
         trajectories = np.asarray(trajectories)
         names = tuple(term.name for term in self.terms)
-        ranking = energies[:, names.index("value")] if self.select == "value" else total
 
         def per_query(array: np.ndarray) -> np.ndarray:
             return array.reshape(queries, n_candidates, *array.shape[1:])
+
+        ranking = per_query(total)
+        if self.select == "value":
+            ranking = per_query(energies[:, names.index("value")])
+        elif self.select == "resample":
+            ranking = ranking / self.spec.energy_temperature - np.asarray(
+                _gumbel(query_keys, n_candidates)
+            )
 
         return Plans(
             trajectories=per_query(trajectories),
             energies=per_query(energies),
             total=per_query(total),
             violations=per_query(violated),
-            order=ranked_candidates(per_query(ranking), per_query(trajectories)),
+            order=ranked_candidates(ranking, per_query(trajectories)),
             acceptance=per_query(np.asarray(result.acceptance)),
             term_names=names,
             hard_names=tuple(term.name for term in hard_terms(self.terms)),
             jump=self.jump,
+            ess=per_query(np.asarray(result.ess))[:, 0],
+            resamples=per_query(np.asarray(result.resamples))[:, 0],
         )
+
+
+GUMBEL_STREAM = 0x6B  # folded into a query's key for importance resampling's draw
+
+
+@functools.partial(jax.jit, static_argnums=(1,))
+def _gumbel(query_keys: jax.Array, n_candidates: int) -> np.ndarray:
+    """``[Q, N]`` standard Gumbel noise: ranking by ``total / T - noise`` puts first a candidate
+    drawn with probability ``∝ exp(-total / T)`` (the Gumbel-max trick), then the others in the
+    order of a draw without replacement."""
+    keys = jax.vmap(lambda key: jax.random.fold_in(key, GUMBEL_STREAM))(query_keys)
+    return jax.vmap(lambda key: jax.random.gumbel(key, (n_candidates,)))(keys)
 
 
 def appearance_steps(constraints: Sequence[Mapping]) -> tuple[int, ...]:
