@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: setup demo test test-all lint format bench-data bench results-data \
-	reproduce-maze2d reproduce-compose reproduce-locomotion reproduce-control clean
+	reproduce-maze2d reproduce-compose reproduce-locomotion reproduce-control sampler-plans clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,11 @@ reproduce-compose: setup  ## test-time composition scenarios (configs/compose/) 
 	$(BIN)/planner data generate maze2d-umaze-v1
 	$(BIN)/planner data generate maze2d-medium-v1
 	$(BIN)/python scripts/reproduce.py --suite compose
+
+sampler-plans: setup  ## samplers side by side on first plans, Medium detours -> results/sampler_plans.md (~40 min CPU)
+	$(BIN)/planner data generate maze2d-medium-v1
+	$(BIN)/python scripts/sampler_plans.py configs/compose/10-samplers-detours-medium.yaml \
+		--episodes 25 --layouts "upper route closed" --layouts "lower route closed"
 
 reproduce-locomotion: setup  ## locomotion data, planner + BC at the CPU budget -> results/locomotion.md
 	$(BIN)/python scripts/reproduce_locomotion.py

@@ -113,7 +113,8 @@ def scenario_record(path: Path, episodes: int, layouts: list[str] | None) -> dic
         "seed": scenario.seed, "rows": rows, "device": jax.devices()[0].platform,
         "machine": platform.platform(), "git": git_revision(),
         "wall_minutes": round((time.perf_counter() - began) / 60, 1),
-        "command": f"python scripts/sampler_plans.py {path} --episodes {episodes}",
+        "command": f"python scripts/sampler_plans.py {path} --episodes {episodes}"
+        + ("".join(f' --layouts "{name}"' for name in layouts) if layouts else ""),
     }  # fmt: skip
 
 
@@ -134,7 +135,8 @@ def markdown(records: list[dict[str, Any]]) -> str:
         "*network passes*: times the overlapping windows of a chained plan; *ESS*: SMC's "
         "effective sample size in particles, averaged over noise levels (the number of "
         "candidates where nothing is reweighted); *s / batch*: median wall time of one call "
-        f"planning {BATCH} queries, after the first (compiling) call.",
+        f"planning {BATCH} queries, after the first (compiling) call; with {BATCH} plans per "
+        "row there is one call, and its time includes compilation.",
     ]
     for record in records:
         lines += [
@@ -163,15 +165,21 @@ def markdown(records: list[dict[str, Any]]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("scenario", type=Path)
+    parser.add_argument("scenario", type=Path, nargs="?", help="a composition scenario file")
     parser.add_argument("--episodes", type=int, default=100)
-    parser.add_argument("--layouts", nargs="*", help="only these layouts (names)")
+    parser.add_argument("--layouts", nargs="+", action="extend", help="only these layouts (names)")
+    parser.add_argument(
+        "--render-only", action="store_true", help="rewrite the markdown from the stored json"
+    )
     args = parser.parse_args()
-    record = scenario_record(args.scenario, args.episodes, args.layouts)
     json_path = RESULTS / "sampler_plans.json"
     records = json.loads(json_path.read_text()) if json_path.is_file() else []
-    records = [r for r in records if r["scenario"] != record["scenario"]] + [record]
-    json_path.write_text(json.dumps(records, indent=2) + "\n")
+    if not args.render_only:
+        if args.scenario is None:
+            parser.error("give a scenario file (or --render-only)")
+        record = scenario_record(args.scenario, args.episodes, args.layouts)
+        records = [r for r in records if r["scenario"] != record["scenario"]] + [record]
+        json_path.write_text(json.dumps(records, indent=2) + "\n")
     (RESULTS / "sampler_plans.md").write_text(markdown(records))
     print(f"wrote {json_path} and results/sampler_plans.md", flush=True)
 

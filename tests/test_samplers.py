@@ -257,17 +257,25 @@ def test_correctors_follow_each_terms_guidance_schedule(corrector):
     assert pulled.mean() > plain.mean() + 0.5  # no guidance step: the corrector alone pulls
 
 
-@pytest.mark.parametrize("loop", ["scan", "python"])
-def test_one_trace_per_shape(loop):
-    traces = []
+def tracing_model(traces: list) -> Denoiser:
+    """A Gaussian model that appends its input shape to ``traces`` whenever it is traced."""
     base = gaussian(0.0, 1.0)
 
     def counting_noise(params, x, t):
         traces.append(x.shape)
         return base.noise_fn(params, x, t)
 
-    model = Denoiser(base.params, counting_noise, None)
-    layout = Layout(action_dim=0, observation_dim=2, position=(0, 1), velocity=())
+    return Denoiser(base.params, counting_noise, None)
+
+
+POINT_LAYOUT = Layout(action_dim=0, observation_dim=2, position=(0, 1), velocity=())
+
+
+@pytest.mark.parametrize("loop", ["scan", "python"])
+def test_one_trace_per_shape(loop):
+    traces = []
+    model = tracing_model(traces)
+    layout = POINT_LAYOUT
     spec = SamplerSpec(method="ddim", n_steps=4, loop=loop)
     for seed, centre in enumerate(([0.0, 0.0], [1.0, -1.0], [2.0, 0.5])):
         obstacle = circle_obstacle(layout, centre, 0.3)
@@ -502,18 +510,11 @@ def test_smc_queries_do_not_depend_on_each_other():
 @pytest.mark.parametrize("loop", ["scan", "python"])
 def test_smc_compiles_once_for_new_obstacles(loop):
     traces = []
-    base = gaussian(0.0, 1.0)
-
-    def counting_noise(params, x, t):
-        traces.append(x.shape)
-        return base.noise_fn(params, x, t)
-
-    model = Denoiser(base.params, counting_noise, None)
-    layout = Layout(action_dim=0, observation_dim=2, position=(0, 1), velocity=())
+    model = tracing_model(traces)
     spec = SamplerSpec(method="ddim", n_steps=4, loop=loop, smc=True)
     values = ZEROS[:8]
     for seed, centre in enumerate(([0.0, 0.0], [1.0, -1.0], [2.0, 0.5])):
-        obstacle = circle_obstacle(layout, centre, 0.3)
+        obstacle = circle_obstacle(POINT_LAYOUT, centre, 0.3)
         keys = jax.random.split(jax.random.key(seed), 8)
         sample(keys, spec, SCHEDULE, model, (obstacle,), IDENTITY, FREE, values, particles=4)
     assert len(traces) == 1
