@@ -528,6 +528,10 @@ def _build_section(cls: type, raw: Mapping[str, Any], source: str, section: str)
     return cls(**values)
 
 
+# The words YAML 1.1 reads as each boolean, so that a choice documented as ``off`` takes ``off``.
+_YAML_BOOLEANS = {True: ("on", "yes", "true"), False: ("off", "no", "false")}
+
+
 def _coerce(value: Any, hint: Any, label: str) -> Any:
     """Check ``value`` against the type ``hint`` and convert YAML lists to tuples."""
     origin = typing.get_origin(hint)
@@ -538,6 +542,8 @@ def _coerce(value: Any, hint: Any, label: str) -> Any:
         (inner,) = [a for a in args if a is not type(None)]
         return _coerce(value, inner, label)
     if origin is Literal:
+        if isinstance(value, bool):  # YAML 1.1 reads on/off/yes/no as booleans
+            value = next((word for word in _YAML_BOOLEANS[value] if word in args), value)
         if value not in args:
             allowed = ", ".join(map(str, args))
             raise ConfigError(f"{label} must be one of {allowed}; got {value!r}")

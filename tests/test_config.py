@@ -103,6 +103,18 @@ def test_overrides_apply_and_are_validated(tmp_path):
         load_config(path, ["train.steps=-5"])
 
 
+def test_yaml_boolean_spellings_of_documented_words_are_those_words(tmp_path):
+    """YAML 1.1 reads ``off`` (and on, yes, no) as a boolean; a choice that documents the word
+    takes it, in files and in ``--set``."""
+    path = write(tmp_path, "plan:\n  walls: off\n")
+    assert load_config(path).plan.walls == "off"
+    assert load_config(path, ["plan.walls=guide"]).plan.walls == "guide"
+    plain = write(tmp_path, "train:\n  steps: 10\n")
+    assert load_config(plain, ["plan.walls=off"]).plan.walls == "off"
+    with pytest.raises(ConfigError, match=r"plan\.method must be one of ddpm, ddim; got True"):
+        load_config(path, ["plan.method=yes"])
+
+
 def test_config_is_frozen():
     config = Config()
     with pytest.raises(AttributeError):

@@ -330,6 +330,22 @@ def test_executability_flags_jumps_and_steps_through_walls_and_obstacles(umaze):
     assert report["steps_through_obstacles"] == 1 and not report["executable"]
 
 
+def test_pursued_plans_are_checked_along_their_path_not_their_timing(umaze):
+    """A jumpy plan's interpolation may take long steps where the path is clear: tracked in
+    time they are jumps; pursued along the path (eval.lookahead) they are followed, and only a
+    step through a wall makes the plan unexecutable. Positions print to two decimals."""
+    hurried = np.linspace([3.0, 1.0], [3.0, 3.0], 12).astype(np.float32)  # 0.18 m per step
+    hurried[:, 0] += np.float32(0.02)  # float32 values such as 3.0199999809
+    tracked = executability(umaze, hurried, np.array([3.0, 3.0]))
+    assert not tracked["executable"] and tracked["jumps"][0]["from"] == [3.02, 1.0]
+    assert "from [3.02, 1.0] to [3.02, 1.18]" in executability_text(tracked)
+    pursued = executability(umaze, hurried, np.array([3.0, 3.0]), pursued=True)
+    assert pursued["executable"] and pursued["fast_steps"] == 11 and not pursued["jumps"]
+    assert executability_text(pursued).startswith("executable by path pursuit")
+    across = np.array([[3.0, 1.0], [1.66, 2.87], [1.0, 1.0]])  # through the middle wall
+    assert not executability(umaze, across, np.array([1.0, 1.0]), pursued=True)["executable"]
+
+
 def test_within_limits_accepts_paths_the_point_mass_can_follow_step_by_step(umaze):
     corridor = np.linspace([3.0, 1.0], [3.0, 3.0], 60)  # 0.034 m per step
     hurried = np.linspace([3.0, 1.0], [3.0, 3.0], 30)  # 0.069 m per step: above 5 m/s
@@ -369,3 +385,25 @@ def test_routes_go_around_obstacles_and_targets_lie_along_them(umaze):
     blocked = routes_to(umaze, goal, [wall_to_wall], MAZE_LAYOUT)
     assert len(blocked.path(start)) == 0
     np.testing.assert_array_equal(blocked.target(start, goal, 1.5), goal)
+
+
+@pytest.mark.parametrize("inches, points", [(5.5, 9), (3.3, 8), (6.6, 12), (16.5, 12)])
+def test_fitted_titles_stay_inside_their_figure(inches, points):
+    """The demo's plan title (about 200 characters) and scenario titles, wrapped by
+    ``fit_text``, are drawn within the figure's width."""
+    import matplotlib.pyplot as plt
+
+    from planner.viz.figures import fit_text
+
+    title = (
+        "maze2d-umaze-v1, 4 candidates; all constraints hold; end 0.04 m from goal; "
+        "NOT EXECUTABLE: 10 jump(s), the largest 0.18 m at step 120 from [0.62, 2.94] to "
+        "[0.72, 2.8]; 2 step(s) through walls; 1 step(s) through obstacles"
+    )
+    figure, ax = plt.subplots(figsize=(inches, inches))
+    text = ax.set_title(fit_text(title, inches, points), fontsize=points)
+    figure.tight_layout()
+    box = text.get_window_extent(figure.canvas.get_renderer())
+    width = figure.bbox.width
+    plt.close(figure)
+    assert box.x0 >= 0 and box.x1 <= width

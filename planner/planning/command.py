@@ -148,7 +148,9 @@ def _summary(run, config, plans: Plans, terms, labels, start, goal, seconds, tas
         "steps_inside_walls": int(inside_walls(task, positions).sum()),
         "final_distance_to_goal": goal_distance,
         "reaches_goal": goal_distance <= GOAL_RADIUS,
-        "execution": executability(task, positions, goal, terms, run.layout),
+        "execution": executability(
+            task, positions, goal, terms, run.layout, pursued=config.eval.lookahead is not None
+        ),
         "mean_acceptance": float(plans.acceptance[0].mean()),
         "effective_sample_size": float(plans.ess[0]) * int(plans.trajectories.shape[1]),
         "smc_resamples": int(plans.resamples[0]),

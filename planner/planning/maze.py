@@ -223,13 +223,19 @@ def executability(
     goal: np.ndarray,
     terms: Sequence[Term] = (),
     layout: Layout | None = None,
+    pursued: bool = False,
 ) -> dict:
-    """What the simulator would say of a plan with ``positions`` [H, 2]: its jumps (steps longer
-    than ``JUMP_FACTOR`` × the speed limit's distance), the steps whose segment crosses a wall
-    or (with ``terms`` and ``layout``) an obstacle or bounds term, and whether it reaches
-    ``goal`` [2] by motion rather than by an imposed last row."""
+    """What the simulator would say of a plan with ``positions`` [H, 2] (one row per
+    environment step, a jumpy plan's interpolation included): the steps whose segment crosses a
+    wall or (with ``terms`` and ``layout``) an obstacle or bounds term, the steps longer than
+    ``JUMP_FACTOR`` × the speed limit's distance, and whether it reaches ``goal`` [2] by motion
+    rather than by an imposed last row. Tracked in time (``pursued`` false) a long step is a
+    jump the agent cannot make; pursued along its path (``eval.lookahead``) the agent follows
+    it at the pursuit's own speed, so long steps are counted but do not make a plan
+    unexecutable."""
     steps = np.linalg.norm(np.diff(positions, axis=0), axis=1)
-    jumps = np.flatnonzero(steps > JUMP_FACTOR * LIMIT_STEP)
+    fast = np.flatnonzero(steps > JUMP_FACTOR * LIMIT_STEP)
+    jumps = [] if pursued else fast
     points = segment_points(positions)
     through_walls = inside_walls(task, points).any(axis=1)
     through_obstacles = np.zeros(len(steps), bool)
@@ -239,12 +245,14 @@ def executability(
     executable = not (len(jumps) or through_walls.any() or through_obstacles.any())
     return {
         "executable": bool(executable),
-        "max_step_length": float(steps.max()),
+        "followed_by": "path pursuit" if pursued else "tracking in time",
+        "max_step_length": round(float(steps.max()), 3),
+        "fast_steps": len(fast),
         "jumps": [
             {
                 "step": int(i),
-                "from": positions[i].round(2).tolist(),
-                "to": positions[i + 1].round(2).tolist(),
+                "from": _rounded(positions[i]),
+                "to": _rounded(positions[i + 1]),
                 "length": round(float(steps[i]), 2),
             }
             for i in jumps
@@ -257,9 +265,20 @@ def executability(
     }
 
 
+def _rounded(point: np.ndarray) -> list[float]:
+    """``point`` as plain floats to two decimals (float32's ``round`` prints 0.6200000047)."""
+    return [round(float(value), 2) for value in point]
+
+
 def executability_text(report: dict) -> str:
     """One line for people: ``executable`` or what makes the plan not executable."""
     if report["executable"]:
+        if report["fast_steps"] and report["followed_by"] == "path pursuit":
+            return (
+                f"executable by path pursuit: no step through a wall or obstacle "
+                f"({report['fast_steps']} step(s) faster than the speed limit, followed at the "
+                f"pursuit's speed)"
+            )
         return "executable: no jumps, no step through a wall or obstacle"
     problems = []
     if report["jumps"]:

@@ -15,8 +15,11 @@ from matplotlib.patches import Circle, Rectangle
 
 from planner.energies.base import Term
 from planner.envs.maze2d import MazeTask
-from planner.viz.figures import save_figure
+from planner.viz.figures import fit_text, save_figure
 from planner.viz.maze import draw_maze
+
+FIGURE_INCHES = 5.5
+TITLE_POINTS = 9
 
 
 def draw_terms(ax: Axes, terms: Sequence[Term]) -> None:
@@ -51,7 +54,7 @@ def plot_plan(
     time), with the start (circle), the goal (star) and the terms' regions. A jumpy model's
     plan (``jump > 1``) shows both levels: its subgoals (every ``jump``-th row, ringed) and the
     steps between them."""
-    figure, ax = plt.subplots(figsize=(5.5, 5.5))
+    figure, ax = plt.subplots(figsize=(FIGURE_INCHES, FIGURE_INCHES))
     draw_maze(ax, task)
     draw_terms(ax, terms)
     for index, candidate in enumerate(candidates):
@@ -70,5 +73,5 @@ def plot_plan(
     ax.plot(
         chosen[-1, 1], chosen[-1, 0], "*", color="tab:orange", markersize=16, markeredgecolor="k"
     )
-    ax.set_title(title, fontsize=9)
+    ax.set_title(fit_text(title, FIGURE_INCHES, TITLE_POINTS), fontsize=TITLE_POINTS)
     return save_figure(figure, path)

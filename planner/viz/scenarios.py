@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,8 +15,11 @@ from matplotlib.patches import Circle, Rectangle
 
 from planner.envs.maze2d import MazeTask, Obstacle
 from planner.eval.rollouts import Rollouts
-from planner.viz.figures import save_figure
+from planner.viz.figures import fit_text, save_figure
 from planner.viz.maze import draw_maze
+
+PANEL_INCHES = 3.3
+SUPTITLE_POINTS = 12  # matplotlib's default suptitle size, "large"
 
 
 def draw_region(ax: Axes, spec: Mapping[str, Any], **style) -> None:
@@ -49,7 +51,8 @@ def plot_scenario(
     layouts = [layout["name"] for layout in record["layouts"]]
     methods = list(dict.fromkeys(row["method"] for row in record["rows"]))
     figure, axes = plt.subplots(
-        len(layouts), len(methods), figsize=(3.3 * len(methods), 3.3 * len(layouts)),
+        len(layouts), len(methods),
+        figsize=(PANEL_INCHES * len(methods), PANEL_INCHES * len(layouts)),
         squeeze=False,
     )  # fmt: skip
     colours = plt.cm.tab10.colors
@@ -86,10 +89,12 @@ def plot_scenario(
                            f"collisions {row['collision_rate']:.1%}")  # fmt: skip
             if not result.feasible[:shown].all():
                 outcome += "\nx: reported infeasible, held (plan not drawn)"
-            heading = textwrap.fill(f"{layout['name']} / {method}", width=48)  # a panel's width
+            heading = fit_text(f"{layout['name']} / {method}", PANEL_INCHES, 8)
             ax.set_title(f"{heading}\n{outcome}", fontsize=8)
             ax.set_xlabel("")
             ax.set_ylabel("")
     title = f"{record['title']}: plans (dashed) and executed paths (solid)"
-    figure.suptitle(textwrap.fill(title, width=34 * len(methods)))  # ~10 characters an inch
+    figure.suptitle(
+        fit_text(title, PANEL_INCHES * len(methods), SUPTITLE_POINTS), fontsize=SUPTITLE_POINTS
+    )
     return save_figure(figure, path)
