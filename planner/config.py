@@ -22,18 +22,9 @@ from typing import Any, Literal
 import yaml
 
 from planner.data.attributes import attributes_from_specs
-from planner.envs.locomotion import (
-    check_env_id,
-    locomotion_dataset_names,
-    parse_gym_dataset_name,
-)
-from planner.errors import PlannerError
-
-MAZE2D_DATASETS = ("maze2d-umaze-v1", "maze2d-medium-v1", "maze2d-large-v1")
-
-
-class ConfigError(PlannerError, ValueError):
-    """A config file, key or value that cannot be used, with a message a user can act on."""
+from planner.errors import ConfigError
+from planner.tasks import generated_family, get_task
+from planner.tasks.gym import check_env_id
 
 
 def _field(
@@ -612,23 +603,13 @@ def _check_consistency(config: Config, source: str) -> None:
             check_env_id(data.env)
         except ValueError as error:
             raise ConfigError(f"{source}: data.env {error}") from None
-    generated = (*MAZE2D_DATASETS, *locomotion_dataset_names())
-    if data.source == "generated" and data.dataset not in generated:
-        own = ""
-        if data.env is not None:
-            try:
-                parse_gym_dataset_name(data.dataset, data.env)
-            except ValueError as error:
-                own = f", or with data.env: {error}"
-            else:
-                own = None
-        if own is not None:
-            raise ConfigError(
-                f"{source}: data.dataset must be a Maze2D id ({', '.join(MAZE2D_DATASETS)}) or a "
-                f"locomotion name (<hopper|walker2d|halfcheetah>-<medium|medium-replay|expert|"
-                f"medium-expert>-v2) when data.source is generated{own}; got {data.dataset!r}"
-            )
-    if data.segmentation == "eval_goal" and "maze2d" not in data.dataset:
+    if data.source == "generated":
+        try:
+            generated_family(data.dataset, data.env)
+        except ValueError as error:
+            raise ConfigError(f"{source}: {error}") from None
+    named = get_task(data.dataset)
+    if data.segmentation == "eval_goal" and (named is None or named.family != "maze2d"):
         raise ConfigError(
             f"{source}: data.segmentation eval_goal needs a Maze2D dataset; got {data.dataset!r}"
         )

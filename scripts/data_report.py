@@ -28,8 +28,8 @@ from planner.data.sources import (
     reference_path,
     segment_by_eval_goal,
 )
-from planner.envs.maze2d import MAZE_TASKS, MazeTask
 from planner.provenance import git_revision
+from planner.tasks.maze2d import MAZE_TASKS, MazeTask
 from planner.viz.maze import plot_dataset
 
 RESULTS = Path("results")

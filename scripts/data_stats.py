@@ -22,8 +22,8 @@ import jax
 import mujoco
 import numpy as np
 
-from planner.envs.locomotion import locomotion_dataset_names
 from planner.paths import data_dir
+from planner.tasks.locomotion import locomotion_dataset_names
 
 RESULTS = Path("results")
 STORED = RESULTS / "data-locomotion.json"

@@ -37,8 +37,6 @@ from reproduce import read_metrics, train_unless_done, training_record
 
 from planner.config import load_config
 from planner.data.sources import load_episodes
-from planner.envs.locomotion import LOCOMOTION_TASKS, find_locomotion_task
-from planner.envs.maze2d import normalized_score
 from planner.eval.command import locomotion_references, run_eval
 from planner.eval.locomotion import (
     evaluate_locomotion,
@@ -49,6 +47,8 @@ from planner.paths import RUN_SUFFIXES
 from planner.planning.build import plan_config
 from planner.planning.run import load_run
 from planner.provenance import git_revision
+from planner.tasks.base import normalized_score
+from planner.tasks.locomotion import LOCOMOTION_TASKS, find_locomotion_task
 
 RESULTS = Path("results")
 MACHINE = platform.platform()

@@ -24,13 +24,13 @@ import numpy as np
 from planner.diffusion.denoisers import window_starts
 from planner.diffusion.samplers import network_evaluations
 from planner.energies.base import SATISFIED
-from planner.envs.maze2d import Maze2DEnv, find_maze_task
 from planner.eval.rollouts import episode_seed
 from planner.eval.scenarios import ObstacleLayout, Scenario, load_scenario, method_config
 from planner.planning.build import build_planner
 from planner.planning.planner import sampler_spec
 from planner.planning.run import TrainedRun, load_run
 from planner.provenance import git_revision
+from planner.tasks.maze2d import Maze2DEnv, find_maze_task
 
 RESULTS = Path("results")
 BATCH = 25  # queries per planner call, as the scenarios' evaluation batches

@@ -8,7 +8,7 @@ import pytest
 
 from planner.config import load_config
 from planner.data.maze2d import generate_maze2d
-from planner.envs.maze2d import get_maze_task
+from planner.tasks.maze2d import get_maze_task
 
 SMALL_STEPS = 20_000
 

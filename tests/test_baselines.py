@@ -12,11 +12,11 @@ import numpy as np
 from planner.config import EvalConfig
 from planner.control.policies import receding_horizon_policy
 from planner.energies.terms import Layout
-from planner.envs.maze2d import POINT_RADIUS, WALL_OFFSET
 from planner.eval.evaluate import map_assisted, replan_rule, route_plan_fn, route_rows
 from planner.eval.rollouts import run_episodes
 from planner.eval.scenarios import markdown_section
 from planner.planning.maze import routes_to
+from planner.tasks.maze2d import POINT_RADIUS, WALL_OFFSET
 
 MAZE = Layout(action_dim=2, observation_dim=4)
 

@@ -32,9 +32,9 @@ from planner.data.locomotion import (
     replay_path,
 )
 from planner.data.sources import generated_path, load_generated, resolve_dataset
-from planner.envs.locomotion import EPISODE_STEPS, LOCOMOTION_TASKS, LocomotionTask
 from planner.eval.command import locomotion_references
 from planner.paths import data_dir as planner_data_dir
+from planner.tasks.locomotion import EPISODE_STEPS, LOCOMOTION_TASKS, LocomotionTask
 
 D4RL_KEYS = {"observations", "actions", "rewards", "terminals", "timeouts", "next_observations"}
 TINY = CrossQConfig(actor_hidden=(64, 64), critic_hidden=(64, 64), batch_size=64, warmup_steps=300)

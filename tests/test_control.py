@@ -16,13 +16,13 @@ from planner.control.policies import (
 from planner.control.tracking import hold_actions, pursuit_actions, tracking_actions
 from planner.data.normalize import Normalizer
 from planner.energies.terms import Layout
-from planner.envs.maze2d import get_maze_task
 from planner.eval.evaluate import make_policy
 from planner.planning.build import build_planner, plan_config
 from planner.planning.maze import routes_to
 from planner.planning.planner import inpainting
 from planner.planning.run import load_run
 from planner.runtime import compile_events
+from planner.tasks.maze2d import get_maze_task
 
 LAYOUT = Layout(action_dim=2, observation_dim=4)
 HORIZON = 16

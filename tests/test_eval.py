@@ -11,12 +11,13 @@ from planner.config import ConfigError
 from planner.control.policies import ReplanRule, receding_horizon_policy
 from planner.control.tracking import tracking_actions
 from planner.energies.terms import Layout
-from planner.envs.maze2d import GOAL_RADIUS, Maze2DEnv, get_maze_task, normalized_score
 from planner.eval.evaluate import evaluate
 from planner.eval.rollouts import Rollouts, run_episodes
 from planner.eval.scores import score_summary
 from planner.planning.build import plan_config
 from planner.planning.run import load_run
+from planner.tasks.base import normalized_score
+from planner.tasks.maze2d import GOAL_RADIUS, Maze2DEnv, get_maze_task
 
 MAZE_LAYOUT = Layout(action_dim=2, observation_dim=4)
 SIMULATOR_STEP = 0.01  # seconds per environment step

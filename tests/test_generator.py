@@ -7,7 +7,7 @@ from planner.data.maze2d import (
     grid_path,
     reference_scores,
 )
-from planner.envs.maze2d import GOAL_RADIUS, MAZE_TASKS, wall_rectangles
+from planner.tasks.maze2d import GOAL_RADIUS, MAZE_TASKS, wall_rectangles
 
 BALL_RADIUS = 0.1
 
@@ -94,7 +94,7 @@ def test_grid_path_is_shortest_with_reference_tie_breaking(umaze):
 
 
 def test_controller_reaches_goals_without_noise(umaze):
-    from planner.envs.maze2d import Maze2DEnv
+    from planner.tasks.maze2d import Maze2DEnv
 
     env = Maze2DEnv(umaze, multi_task=True)
     for episode in range(5):

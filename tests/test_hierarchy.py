@@ -14,10 +14,10 @@ from planner.control.tracking import pursuit_actions
 from planner.data.windows import interpolate_rows
 from planner.energies.base import term_energies, violations
 from planner.energies.terms import CONSTRAINT_TYPES, OBJECTIVE_TYPES, terms_from_specs
-from planner.envs.maze2d import get_maze_task
 from planner.planning.build import build_planner, plan_config
 from planner.planning.command import run_plan
 from planner.planning.run import load_run
+from planner.tasks.maze2d import get_maze_task
 
 JUMP = 4  # tiny_jumpy_run's steps between subgoals
 

@@ -14,15 +14,11 @@ from planner.data.d4rl import load_d4rl, write_hdf5
 from planner.data.episodes import expected_dimensions
 from planner.data.minari import write_minari
 from planner.data.sources import load_episodes
-from planner.envs.locomotion import (
-    LOCOMOTION_TASKS,
-    config_task,
-    find_locomotion_task,
-    parse_dataset_name,
-)
 from planner.eval.locomotion import run_locomotion_episodes
 from planner.paths import RUN_SUFFIXES
 from planner.planning.run import load_run
+from planner.tasks import get_task
+from planner.tasks.locomotion import LOCOMOTION_TASKS, find_locomotion_task, parse_dataset_name
 from planner.training import train
 
 TINY_LOCOMOTION = [
@@ -104,7 +100,7 @@ def test_a_local_minari_locomotion_dataset_trains_as_its_body(tiny_hopper_file):
     config = load_config(
         "configs/hopper-medium.yaml", ["data.source=minari", "data.dataset=mujoco/hopper/tiny-v0"]
     )
-    assert config_task(config.data) is LOCOMOTION_TASKS["hopper"]
+    assert get_task(config.data.dataset, config.data.env) is LOCOMOTION_TASKS["hopper"]
     episodes = load_episodes(config.data)
     assert episodes.observations.shape[1:] == (11,) and episodes.actions.shape[1:] == (3,)
     assert episodes.n_steps == 3000

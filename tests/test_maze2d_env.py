@@ -4,7 +4,8 @@ import sys
 import numpy as np
 import pytest
 
-from planner.envs.maze2d import (
+from planner.tasks.base import normalized_score
+from planner.tasks.maze2d import (
     GOAL_RADIUS,
     MAZE_TASKS,
     POINT_RADIUS,
@@ -16,7 +17,6 @@ from planner.envs.maze2d import (
     gym_to_d4rl_position,
     gym_to_d4rl_vector,
     make_pointmaze,
-    normalized_score,
     sample_cell_position,
     wall_rectangles,
 )
@@ -182,7 +182,7 @@ def test_a_start_point_draws_starts_around_it(umaze):
 
 def test_importing_the_maze_module_prints_no_adroit_notice():
     imported = subprocess.run(
-        [sys.executable, "-c", "import planner.envs.maze2d"], capture_output=True, text=True
+        [sys.executable, "-c", "import planner.tasks.maze2d"], capture_output=True, text=True
     )
     assert imported.returncode == 0, imported.stderr
     assert "AdroitHand" not in imported.stderr

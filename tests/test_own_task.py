@@ -13,14 +13,10 @@ from planner.cli import main
 from planner.config import ConfigError, config_from_dict, load_config
 from planner.data.d4rl import write_hdf5
 from planner.data.sources import load_episodes
-from planner.envs.locomotion import (
-    LOCOMOTION_TASKS,
-    config_task,
-    gym_dataset_name,
-    gym_task,
-    parse_gym_dataset_name,
-)
 from planner.planning.run import load_run
+from planner.tasks import get_task
+from planner.tasks.gym import gym_dataset_name, gym_task, parse_gym_dataset_name
+from planner.tasks.locomotion import LOCOMOTION_TASKS
 from planner.training import train
 
 PENDULUM = "InvertedPendulum-v5"
@@ -74,7 +70,8 @@ def test_dataset_dimensions_must_match_the_environment(tmp_path):
 
 
 def test_the_task_a_config_evaluates_in():
-    task = config_task(config_from_dict(_data(env=PENDULUM)).data)
+    data = config_from_dict(_data(env=PENDULUM)).data
+    task = get_task(data.dataset, data.env)
     assert (task.name, task.gym_id, task.observation_dim, task.action_dim) == (
         PENDULUM, PENDULUM, 4, 1
     )  # fmt: skip
@@ -84,10 +81,11 @@ def test_the_task_a_config_evaluates_in():
         task.normalized(1.0)
     # data.env comes first; a D4RL body's simulator keeps D4RL's references
     hopper = config_from_dict(_data(env="Hopper-v5", dataset="anything.hdf5")).data
-    assert config_task(hopper) is LOCOMOTION_TASKS["hopper"]
-    named = config_from_dict({"data": {"dataset": "walker2d-medium-v2"}}).data
-    assert config_task(named) is LOCOMOTION_TASKS["walker2d"]
-    assert config_task(config_from_dict({}).data) is None  # Maze2D
+    assert get_task(hopper.dataset, hopper.env) is LOCOMOTION_TASKS["hopper"]
+    assert get_task("walker2d-medium-v2") is LOCOMOTION_TASKS["walker2d"]
+    assert get_task(config_from_dict({}).data.dataset).family == "maze2d"
+    assert (task.family, LOCOMOTION_TASKS["hopper"].family) == ("gym", "locomotion")
+    assert get_task("my-own-data.hdf5") is None
 
 
 def test_generated_dataset_names_of_an_environment():

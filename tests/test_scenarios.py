@@ -14,7 +14,6 @@ import pytest
 import yaml
 
 from planner.config import ConfigError, load_config
-from planner.envs.maze2d import find_maze_task
 from planner.eval.scenarios import (
     load_scenario,
     markdown_section,
@@ -25,6 +24,7 @@ from planner.eval.scenarios import (
 from planner.planning.build import build_planner
 from planner.planning.maze import route_exists
 from planner.planning.run import load_run
+from planner.tasks.maze2d import find_maze_task
 from planner.training import train
 from planner.viz.scenarios import plot_scenario
 

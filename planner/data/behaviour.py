@@ -33,7 +33,7 @@ import optax
 from flax import struct, traverse_util
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from planner.envs.locomotion import LocomotionTask
+from planner.tasks.locomotion import LocomotionTask
 
 LOG_STD_MIN = -20.0
 LOG_STD_MAX = 2.0

@@ -1,7 +1,7 @@
 """Regeneration of D4RL's locomotion datasets (``<body>-<kind>-v2``) with CrossQ behaviour policies,
 and datasets made the same way for any Gymnasium environment (:func:`generate_gym_dataset`).
 
-D4RL's recipe, on this project's simulators (:mod:`planner.envs.locomotion`):
+D4RL's recipe, on this project's simulators (:mod:`planner.tasks.locomotion`):
 
 - *medium*: ``steps`` transitions of a policy whose training was stopped when its evaluation
   return reached one third of the expert return (``task.medium_return``);
@@ -48,14 +48,9 @@ from planner.data.behaviour import (
 )
 from planner.data.d4rl import write_hdf5
 from planner.data.episodes import boundaries_from_flags
-from planner.envs.locomotion import (
-    LOCOMOTION_TASKS,
-    LocomotionTask,
-    gym_dataset_name,
-    gym_task,
-    parse_dataset_name,
-)
 from planner.provenance import git_revision
+from planner.tasks.gym import gym_dataset_name, gym_task
+from planner.tasks.locomotion import LOCOMOTION_TASKS, LocomotionTask, parse_dataset_name
 
 LOCOMOTION_STEPS = 1_000_000  # default size of a collected dataset (per level)
 MEDIUM_MAX_TRAIN_STEPS = 1_000_000  # give up on reaching the medium return after this many
@@ -216,7 +211,7 @@ def generate_gym_dataset(
     Gymnasium environment, made like D4RL's locomotion ones: the medium policy's training stops
     when its evaluation return reaches ``stop_return`` (needed by the kinds with a medium
     policy). Written to ``out`` (D4RL-layout hdf5); returns the record of
-    :func:`generate_locomotion`, named :func:`planner.envs.locomotion.gym_dataset_name`."""
+    :func:`generate_locomotion`, named :func:`planner.tasks.locomotion.gym_dataset_name`."""
     dataset = gym_dataset_name(env_id, kind, stop_return)
     task = dataclasses.replace(gym_task(env_id), medium_return=stop_return)
     return _generate(

@@ -16,13 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from planner.envs.maze2d import (
+from planner.tasks.maze2d import (
     GOAL_RADIUS,
     START_VELOCITY_STD,
     Maze2DEnv,
     MazeTask,
     PointMassSim,
-    normalized_score,
     sample_cell_position,
 )
 
@@ -233,9 +232,7 @@ def reference_scores(task: MazeTask, episodes: int = 100, seed: int = 0) -> dict
         summary[name] = {
             "mean_return": float(returns.mean()),
             "stderr_return": float(returns.std(ddof=1) / math.sqrt(episodes)),
-            "d4rl_normalized": float(
-                normalized_score(returns.mean(), task.d4rl_ref_min, task.d4rl_ref_max)
-            ),
+            "d4rl_normalized": float(task.normalized(returns.mean())),
         }
     summary["ref_min"] = summary["random"]["mean_return"]
     summary["ref_max"] = summary["controller"]["mean_return"]

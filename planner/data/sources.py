@@ -25,22 +25,13 @@ from planner.data.episodes import (
 from planner.data.locomotion import LOCOMOTION_STEPS, generate_gym_dataset, generate_locomotion
 from planner.data.maze2d import generate_maze2d, reference_scores
 from planner.data.minari import load_minari
-from planner.envs.locomotion import (
-    LocomotionTask,
-    file_stem,
-    gym_task,
-    locomotion_dataset_names,
-    parse_gym_dataset_name,
-)
-from planner.envs.maze2d import (
-    GOAL_RADIUS,
-    MAZE_TASKS,
-    MazeTask,
-    find_maze_task,
-    get_maze_task,
-)
 from planner.paths import data_dir
 from planner.provenance import git_revision
+from planner.tasks import generated_family, generated_names
+from planner.tasks.base import file_stem
+from planner.tasks.gym import gym_task, parse_gym_dataset_name
+from planner.tasks.locomotion import LocomotionTask
+from planner.tasks.maze2d import GOAL_RADIUS, MAZE_TASKS, MazeTask, find_maze_task, get_maze_task
 
 
 def generated_path(
@@ -101,9 +92,10 @@ def generate_dataset(
 def load_generated(config: DataConfig, generate_if_missing: bool = True) -> Episodes:
     """The regenerated Maze2D or locomotion dataset of ``config`` (or, with ``config.env``, one
     of that environment's), generating it first if the file is missing."""
-    if config.dataset in locomotion_dataset_names():
+    family = generated_family(config.dataset, config.env)
+    if family == "locomotion":
         return _load_generated_locomotion(config, generate_if_missing)
-    if config.env is not None and not config.dataset.startswith("maze2d"):
+    if family == "gym":
         return _load_generated_gym(config, generate_if_missing)
     task = get_maze_task(config.dataset)
     steps = config.generate_steps or task.dataset_steps
@@ -223,8 +215,7 @@ def resolve_dataset(
     regenerated Maze2D or locomotion file of that name, a path or D4RL-cache name, then a local
     Minari id.
     """
-    generated_names = (*MAZE_TASKS, *locomotion_dataset_names())
-    if source in ("auto", "generated") and name in generated_names:
+    if source in ("auto", "generated") and name in generated_names():
         task = MAZE_TASKS.get(name, name)
         steps = task.dataset_steps if isinstance(task, MazeTask) else LOCOMOTION_STEPS
         path = generated_path(task, steps, 0, directory)

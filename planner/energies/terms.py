@@ -18,9 +18,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from planner.config import ConfigError
 from planner.data.normalize import Normalizer
 from planner.energies.base import Term, term
+from planner.errors import ConfigError
 
 EPSILON = 1e-9  # keeps norms differentiable at zero
 GUIDANCE_KEYS = ("weight", "scale", "n_guide_steps", "t_stopgrad", "scale_grad_by_std", "on")

@@ -23,8 +23,6 @@ from planner.config import Config, config_to_dict
 from planner.data.locomotion import expert_returns
 from planner.data.maze2d import reference_scores
 from planner.data.sources import generated_path, reference_path
-from planner.envs.locomotion import LOCOMOTION_TASKS, LocomotionTask, config_task
-from planner.envs.maze2d import MazeTask, find_maze_task
 from planner.eval.evaluate import evaluate
 from planner.eval.locomotion import (
     evaluate_locomotion,
@@ -38,6 +36,9 @@ from planner.planning.build import plan_config, related_run_dir
 from planner.planning.maze import PlanRequestError
 from planner.planning.run import TrainedRun, latest_step, load_run
 from planner.provenance import git_revision
+from planner.tasks import Task, get_task
+from planner.tasks.locomotion import LOCOMOTION_TASKS, LocomotionTask
+from planner.tasks.maze2d import MazeTask
 from planner.viz.rollouts import plot_return_curves, plot_rollouts
 
 FIGURE_EPISODES = 8
@@ -82,17 +83,25 @@ def locomotion_references(task: LocomotionTask) -> dict[str, Any]:
     return record
 
 
-def eval_task(config: Config) -> LocomotionTask | None:
-    """The locomotion or Gymnasium task ``config`` is evaluated in (None: Maze2D); a
-    :class:`PlanRequestError` when ``data.env`` names an environment planner cannot run."""
+def eval_task(config: Config) -> Task:
+    """The task ``config`` is evaluated in; a :class:`PlanRequestError` when ``data.env`` names an
+    environment planner cannot run, or when the dataset belongs to no task and ``data.env`` is
+    unset."""
     try:
-        return config_task(config.data)
+        task = get_task(config.data.dataset, config.data.env)
     except ValueError as error:
         raise PlanRequestError(f"data.env: {error}") from None
+    if task is None:
+        raise PlanRequestError(
+            f"{config.data.dataset}: `planner eval` runs Maze2D and locomotion tasks, or the "
+            f"Gymnasium environment data.env names (set it when training)"
+        )
+    return task
 
 
 def default_out_dir(run: TrainedRun, config: Config) -> Path:
-    if eval_task(config) is not None:
+    task = eval_task(config)
+    if task.family != "maze2d":
         mode = "locomotion"
     else:
         mode = "multi2d" if config.eval.multi_task else "single"
@@ -112,17 +121,11 @@ def run_eval(
     config = plan_config(run, config_file, overrides, ("plan", "eval"))
     out_dir = out_dir or default_out_dir(run, config)
     out_dir.mkdir(parents=True, exist_ok=True)
-    locomotion = eval_task(config)
-    if locomotion is not None:
-        summary = _locomotion_eval(run, config, locomotion, out_dir, show_progress)
-    else:
-        task = find_maze_task(config.data.dataset)
-        if task is None:
-            raise PlanRequestError(
-                f"{config.data.dataset}: `planner eval` runs Maze2D and locomotion tasks, or the "
-                f"Gymnasium environment data.env names (set it when training)"
-            )
+    task = eval_task(config)
+    if task.family == "maze2d":
         summary = _maze_eval(run, config, task, out_dir, show_progress)
+    else:
+        summary = _locomotion_eval(run, config, task, out_dir, show_progress)
     (out_dir / "scores.json").write_text(json.dumps(summary, indent=2) + "\n")
     return {**summary, "out_dir": str(out_dir)}
 

@@ -22,14 +22,6 @@ from planner.control.policies import (
 )
 from planner.energies.base import Term
 from planner.energies.terms import Layout
-from planner.envs.maze2d import (
-    GOAL_RADIUS,
-    POINT_RADIUS,
-    STEP_SECONDS,
-    MazeTask,
-    Obstacle,
-    normalized_score,
-)
 from planner.eval.rollouts import Rollouts, run_episodes
 from planner.planning.build import build_planner
 from planner.planning.maze import (
@@ -41,6 +33,13 @@ from planner.planning.maze import (
 )
 from planner.planning.planner import Planner, appearance_steps
 from planner.planning.run import TrainedRun
+from planner.tasks.maze2d import (
+    GOAL_RADIUS,
+    POINT_RADIUS,
+    STEP_SECONDS,
+    MazeTask,
+    Obstacle,
+)
 
 
 def replan_rule(settings: EvalConfig, at_steps: tuple[int, ...] = ()) -> ReplanRule:
@@ -242,7 +241,7 @@ def evaluate(
             )
             parts.append(rollouts)
             returns = np.concatenate([part.returns for part in parts])
-            score = normalized_score(returns.mean(), task.d4rl_ref_min, task.d4rl_ref_max)
+            score = task.normalized(returns.mean())
             progress.update(
                 bar,
                 advance=len(episodes),

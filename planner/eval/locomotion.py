@@ -28,13 +28,13 @@ from planner.control.policies import (
 )
 from planner.energies.base import SATISFIED, violations
 from planner.energies.terms import CONSTRAINT_TYPES, terms_from_specs
-from planner.envs.locomotion import LocomotionTask
-from planner.envs.maze2d import normalized_score
 from planner.eval.rollouts import episode_seed
 from planner.eval.scores import mean_and_stderr
 from planner.planning.build import build_planner, related_run_dir
 from planner.planning.planner import constraints_at
 from planner.planning.run import TrainedRun, load_run
+from planner.tasks.base import normalized_score
+from planner.tasks.locomotion import LocomotionTask
 
 
 @dataclass(frozen=True)

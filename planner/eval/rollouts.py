@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from planner.control.policies import Policy
-from planner.envs.maze2d import Maze2DEnv, MazeTask, Obstacle
+from planner.tasks.maze2d import Maze2DEnv, MazeTask, Obstacle
 
 
 def episode_seed(seed: int, episode: int) -> int:

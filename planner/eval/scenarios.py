@@ -53,19 +53,18 @@ from planner.data.attributes import attributes_from_specs, composed_spec_holds, 
 from planner.diffusion.samplers import network_evaluations
 from planner.energies.base import SATISFIED, hard_terms, term_energies, violations
 from planner.energies.terms import Layout
-from planner.envs.maze2d import (
-    POINT_RADIUS,
-    MazeTask,
-    Obstacle,
-    find_maze_task,
-    normalized_score,
-)
 from planner.eval.evaluate import evaluate, map_assisted
 from planner.eval.rollouts import Rollouts
 from planner.eval.scores import mean_and_stderr
 from planner.planning.build import build_planner
 from planner.planning.planner import sampler_spec
 from planner.planning.run import TrainedRun, load_run
+from planner.tasks.maze2d import (
+    POINT_RADIUS,
+    MazeTask,
+    Obstacle,
+    find_maze_task,
+)
 
 OBSTACLE_USES = ("ignore", "guide", "select")
 ATTRIBUTE_USES = ("none", "composed", "first")  # the layout's specification, its first part
@@ -300,7 +299,7 @@ def episode_metrics(
         "collision_rate": float(rollouts.contacts.mean()),
         "episodes_touching": float(touched.mean()),
         "score": mean_and_stderr(
-            normalized_score(rollouts.returns, task.d4rl_ref_min, task.d4rl_ref_max)
+            task.normalized(rollouts.returns)
         ),
         "path_length": mean_and_stderr(lengths) if len(lengths) else None,
         "plans_through_obstacles": float(through),

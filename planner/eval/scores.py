@@ -7,8 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from planner.envs.maze2d import MazeTask, normalized_score
 from planner.eval.rollouts import Rollouts
+from planner.tasks.base import normalized_score
+from planner.tasks.maze2d import MazeTask
 
 
 def mean_and_stderr(values: np.ndarray) -> dict[str, float]:
@@ -36,9 +37,7 @@ def score_summary(
         "infeasible_episodes": int((~rollouts.feasible).sum()),
         "replans_per_episode": mean_and_stderr(rollouts.replans),
         "policy_seconds_per_episode": mean_and_stderr(rollouts.plan_seconds),
-        "normalized_d4rl": mean_and_stderr(
-            normalized_score(returns, task.d4rl_ref_min, task.d4rl_ref_max)
-        ),
+        "normalized_d4rl": mean_and_stderr(task.normalized(returns)),
     }
     if references is not None:
         ours = normalized_score(returns, references["ref_min"], references["ref_max"])

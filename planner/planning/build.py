@@ -16,10 +16,10 @@ from planner.diffusion.denoisers import (
     window_starts,
 )
 from planner.energies.base import Term
-from planner.envs.maze2d import MazeTask
 from planner.planning.maze import walls_term
 from planner.planning.planner import Planner, sampler_spec, terms_from_config
 from planner.planning.run import TrainedRun, load_run
+from planner.tasks.maze2d import MazeTask
 
 
 def plan_config(

@@ -17,7 +17,6 @@ import jax
 import numpy as np
 
 from planner.config import Config, config_to_dict
-from planner.envs.maze2d import GOAL_RADIUS, Maze2DEnv, find_maze_task
 from planner.planning.build import build_planner, plan_config
 from planner.planning.maze import (
     PlanRequestError,
@@ -29,6 +28,8 @@ from planner.planning.maze import (
 )
 from planner.planning.planner import Planner, Plans
 from planner.planning.run import load_run
+from planner.tasks import get_task
+from planner.tasks.maze2d import GOAL_RADIUS, Maze2DEnv
 from planner.viz.plan import plot_plan
 
 VIOLATION_TOLERANCE = 1e-3  # metres: a hard constraint "holds" within this
@@ -59,6 +60,23 @@ def _check_request(planner: Planner, start: np.ndarray, goal: np.ndarray, names:
                 )
 
 
+def plan_task(config: Config):
+    """The Maze2D task of ``config``; a :class:`PlanRequestError` naming what ``planner plan``
+    supports for any other task."""
+    try:
+        task = get_task(config.data.dataset, config.data.env)
+    except ValueError as error:
+        raise PlanRequestError(f"data.env: {error}") from None
+    if task is None or task.family != "maze2d":
+        family = "an unknown" if task is None else f"a {task.family}"
+        raise PlanRequestError(
+            f"{config.data.dataset} is {family} task: `planner plan` draws and checks Maze2D "
+            f"plans only; evaluate other tasks with `planner eval`, or plan from Python "
+            f"(planner.planning.build.build_planner, then Planner.plan)"
+        )
+    return task
+
+
 def run_plan(
     run_dir: Path,
     config_file: Path | None = None,
@@ -72,9 +90,7 @@ def run_plan(
     run = load_run(run_dir, step)
     config = plan_config(run, config_file, overrides)
     plan = config.plan
-    task = find_maze_task(config.data.dataset)
-    if task is None:
-        raise PlanRequestError("`planner plan` draws and checks Maze2D plans; use the Python API")
+    task = plan_task(config)
     start_obs = _start_observation(config, task, start or plan.start)
     goal_xy = np.asarray(goal or plan.goal or task.eval_goal, np.float32)
     check_point(task, start_obs[:2], "start")

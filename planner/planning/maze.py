@@ -14,7 +14,8 @@ from scipy.sparse import csgraph
 
 from planner.energies.base import Term
 from planner.energies.terms import Layout, obstacle_term
-from planner.envs.maze2d import (
+from planner.errors import PlannerError
+from planner.tasks.maze2d import (
     GOAL_RADIUS,
     POINT_RADIUS,
     STEP_SECONDS,
@@ -23,7 +24,6 @@ from planner.envs.maze2d import (
     MazeTask,
     wall_rectangles,
 )
-from planner.errors import PlannerError
 
 GRID_RESOLUTION = 0.05  # metres per cell of the blocked-route check
 # A step is a jump when it moves farther than this many times what the speed limit allows

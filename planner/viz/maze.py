@@ -17,7 +17,7 @@ from matplotlib.axes import Axes
 from matplotlib.patches import Rectangle
 
 from planner.data.episodes import Episodes, summarize
-from planner.envs.maze2d import MazeTask, wall_rectangles
+from planner.tasks.maze2d import MazeTask, wall_rectangles
 from planner.viz.figures import save_figure
 
 

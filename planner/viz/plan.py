@@ -14,7 +14,7 @@ from matplotlib.axes import Axes
 from matplotlib.patches import Circle, Rectangle
 
 from planner.energies.base import Term
-from planner.envs.maze2d import MazeTask
+from planner.tasks.maze2d import MazeTask
 from planner.viz.figures import fit_text, save_figure
 from planner.viz.maze import draw_maze
 

@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from planner.envs.maze2d import MazeTask
+from planner.tasks.maze2d import MazeTask
 from planner.viz.figures import save_figure
 from planner.viz.maze import draw_maze
 

@@ -13,8 +13,7 @@ import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.patches import Circle, Rectangle
 
-from planner.envs.maze2d import MazeTask, Obstacle
-from planner.eval.rollouts import Rollouts
+from planner.tasks.maze2d import MazeTask, Obstacle
 from planner.viz.figures import fit_text, save_figure
 from planner.viz.maze import draw_maze
 
@@ -37,7 +36,7 @@ def plot_scenario(
     path: str | Path,
     task: MazeTask,
     record: Mapping[str, Any],
-    rollouts: Mapping[tuple[str, str], Rollouts],
+    rollouts: Mapping[tuple[str, str], Any],
     regions: Sequence[Mapping[str, Any]] = (),
     shown: int = 6,
     position_columns: Sequence[int] = (2, 3),
@@ -46,7 +45,9 @@ def plot_scenario(
     (dashed) and executed paths (solid), obstacles in red, ``regions`` (e.g. a preferred
     corridor) outlined in green, the start marked by a circle (by a cross, and no plan drawn,
     for an episode reported infeasible and held at its start); for attribute layouts the
-    required attributes' boxes outlined in green and the excluded ones in red."""
+    required attributes' boxes outlined in green and the excluded ones in red. ``rollouts``
+    maps (layout, method) to episodes with ``observations`` [E, T, O], ``first_plans``
+    [E, H, D], ``feasible`` [E] and ``returns`` [E] (``planner.eval.rollouts.Rollouts``)."""
     attributes = {spec["name"]: spec for spec in record.get("attributes", ())}
     layouts = [layout["name"] for layout in record["layouts"]]
     methods = list(dict.fromkeys(row["method"] for row in record["rows"]))

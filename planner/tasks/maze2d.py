@@ -19,11 +19,13 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import gymnasium as gym
 import mujoco
 import numpy as np
+
+from planner.tasks.base import normalized_score
 
 
 def _import_gymnasium_robotics() -> ModuleType:
@@ -61,6 +63,11 @@ class MazeTask:
     dataset_steps: int  # default size of the regenerated dataset
     d4rl_ref_min: float  # D4RL's random-policy return
     d4rl_ref_max: float  # D4RL's controller return
+    family: ClassVar[str] = "maze2d"
+
+    def normalized(self, returns: np.ndarray | float) -> np.ndarray:
+        """D4RL normalized score of ``returns`` by D4RL's references for this maze."""
+        return normalized_score(returns, self.d4rl_ref_min, self.d4rl_ref_max)
 
     @property
     def walls(self) -> np.ndarray:
@@ -150,11 +157,6 @@ def find_maze_task(name: str) -> MazeTask | None:
         if task.name.rsplit("-", 1)[0] in name:
             return task
     return None
-
-
-def normalized_score(returns: np.ndarray | float, ref_min: float, ref_max: float) -> np.ndarray:
-    """D4RL normalized score ``100 * (return - ref_min) / (ref_max - ref_min)``."""
-    return 100.0 * (np.asarray(returns) - ref_min) / (ref_max - ref_min)
 
 
 # --- coordinate frames -----------------------------------------------------------------------
@@ -417,7 +419,7 @@ def gym_id(task: MazeTask) -> str:
 for _task in MAZE_TASKS.values():
     if gym_id(_task) not in gym.registry:
         gym.register(
-            gym_id(_task), entry_point="planner.envs.maze2d:Maze2DEnv", kwargs={"task": _task.name}
+            gym_id(_task), entry_point="planner.tasks.maze2d:Maze2DEnv", kwargs={"task": _task.name}
         )
 
 

@@ -1,5 +1,5 @@
-"""Gymnasium tasks: D4RL locomotion (Hopper, Walker2d, HalfCheetah) on MuJoCo ``-v5``
-simulators, and any other registered Gymnasium environment a user brings with ``data.env``.
+"""D4RL locomotion tasks: Hopper, Walker2d and HalfCheetah on Gymnasium's MuJoCo ``-v5``
+simulators.
 
 D4RL bodies: observations have D4RL ``-v2``'s layout: ``qpos[1:]`` (the x position left out)
 followed by ``qvel`` (clipped to [-10, 10] for Hopper and Walker2d), 11 / 17 / 17 numbers. What
@@ -9,31 +9,21 @@ left foot 1.9 by mistake). Rewards, termination rules, reset noise, frame skip a
 (1,000 steps) are the same. Dataset names follow D4RL: ``<env>-<kind>-v2`` with kind ``medium``,
 ``medium-replay``, ``expert`` or ``medium-expert``.
 
-Any other environment (:func:`gym_task`): its dimensions and episode length are read from the
-environment; it has no D4RL reference returns, so it is scored by raw returns. Datasets
-``planner data generate`` makes for it are named :func:`gym_dataset_name`, e.g.
-``InvertedPendulum-v5-medium-return500``.
+Any other registered Gymnasium environment is a :class:`LocomotionTask` too, without D4RL
+references: :mod:`planner.tasks.gym`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import difflib
-import functools
-import importlib
-import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import gymnasium as gym
 import numpy as np
 
-from planner.envs.maze2d import normalized_score
-
-if TYPE_CHECKING:
-    from planner.config import DataConfig
+from planner.tasks.base import file_stem, normalized_score
 
 DATASET_KINDS = ("medium", "medium-replay", "expert", "medium-expert")
 EPISODE_STEPS = 1000
@@ -56,6 +46,11 @@ class LocomotionTask:
     @property
     def has_d4rl_references(self) -> bool:
         return self.d4rl_ref_min is not None and self.d4rl_ref_max is not None
+
+    @property
+    def family(self) -> str:
+        """``locomotion`` for a D4RL body, ``gym`` for a user's own environment."""
+        return "locomotion" if LOCOMOTION_TASKS.get(self.name) == self else "gym"
 
     @property
     def file_stem(self) -> str:
@@ -136,96 +131,3 @@ def find_locomotion_task(name: str) -> LocomotionTask | None:
 def locomotion_dataset_names() -> tuple[str, ...]:
     """Every ``<body>-<kind>-v2`` name ``planner data generate`` knows."""
     return tuple(f"{body}-{kind}-v2" for body in LOCOMOTION_TASKS for kind in DATASET_KINDS)
-
-
-# --- any registered Gymnasium environment ---------------------------------------------------
-
-
-def file_stem(name: str) -> str:
-    """``name`` with the characters a file name cannot hold (``/``, ``:``) replaced by ``_``."""
-    return name.replace("/", "_").replace(":", "_")
-
-
-def check_env_id(env_id: str) -> None:
-    """A ``ValueError`` (with the closest registered ids) unless ``env_id`` is registered in
-    Gymnasium. ``module:Env-v0`` first imports ``module`` (Gymnasium's convention for packages
-    that register environments on import)."""
-    module, _, name = env_id.rpartition(":")
-    if module:
-        try:
-            importlib.import_module(module)
-        except ImportError as error:
-            raise ValueError(f"{env_id!r}: cannot import {module!r} ({error})") from None
-    if name not in gym.envs.registry:
-        close = difflib.get_close_matches(name, list(gym.envs.registry), n=3, cutoff=0.6)
-        hint = f"did you mean {', '.join(close)}?" if close else "see gymnasium.pprint_registry()"
-        raise ValueError(f"{env_id!r} is not a registered Gymnasium environment id; {hint}")
-
-
-@functools.cache
-def gym_task(env_id: str) -> LocomotionTask:
-    """A task for any registered Gymnasium environment, named by its id: observation and action
-    dimensions from its (flat ``Box``) spaces, episode length from its time limit (1,000 steps
-    if it has none), no D4RL references. A ``ValueError`` for an unknown id or other spaces."""
-    check_env_id(env_id)
-    env = gym.make(env_id)
-    observation_space, action_space = env.observation_space, env.action_space
-    steps = env.spec.max_episode_steps if env.spec is not None else None
-    env.close()
-    for what, space in (("observation", observation_space), ("action", action_space)):
-        if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
-            raise ValueError(
-                f"{env_id}: planner needs flat Box observation and action spaces; its "
-                f"{what} space is {space}"
-            )
-    return LocomotionTask(
-        name=env_id,
-        gym_id=env_id,
-        observation_dim=observation_space.shape[0],
-        action_dim=action_space.shape[0],
-        d4rl_ref_min=None,
-        d4rl_ref_max=None,
-        medium_return=None,
-        max_episode_steps=steps or EPISODE_STEPS,
-    )
-
-
-def config_task(data: DataConfig) -> LocomotionTask | None:
-    """The task a run with this data config is evaluated in: ``data.env`` if set (a D4RL body's
-    task, with its references, when it names that body's simulator), else the locomotion body
-    ``data.dataset`` names; ``None`` when neither applies (Maze2D)."""
-    if data.env is not None:
-        known = (task for task in LOCOMOTION_TASKS.values() if task.gym_id == data.env)
-        return next(known, None) or gym_task(data.env)
-    return find_locomotion_task(data.dataset)
-
-
-def gym_dataset_name(env_id: str, kind: str, stop_return: float | None) -> str:
-    """The name of a dataset ``planner data generate`` makes for ``env_id``:
-    ``<env_id>-<kind>``, with ``-return<R>`` for the kinds of a medium policy stopped at R."""
-    if kind not in DATASET_KINDS:
-        raise ValueError(f"kind must be one of {', '.join(DATASET_KINDS)}; got {kind!r}")
-    if "medium" not in kind:
-        return f"{env_id}-{kind}"
-    if stop_return is None:
-        raise ValueError(f"{env_id}: kind {kind} needs the medium policy's stop return")
-    return f"{env_id}-{kind}-return{stop_return:g}"
-
-
-def parse_gym_dataset_name(name: str, env_id: str) -> tuple[str, float | None]:
-    """``(kind, stop_return)`` of a :func:`gym_dataset_name` of ``env_id``; a ``ValueError``
-    saying the expected form otherwise."""
-    pattern = rf"{re.escape(env_id)}-({'|'.join(DATASET_KINDS)})(?:-return(-?[0-9.e+]+))?"
-    match = re.fullmatch(pattern, name)
-    if match is not None:
-        kind, stop_return = match[1], match[2]
-        needs_return = "medium" in kind
-        if needs_return == (stop_return is not None):
-            try:
-                return kind, float(stop_return) if stop_return else None
-            except ValueError:
-                pass
-    raise ValueError(
-        f"{name!r} is not a dataset name for {env_id}; expected {env_id}-<kind>-return<R> for "
-        f"kind medium, medium-replay or medium-expert, {env_id}-expert for expert"
-    )
