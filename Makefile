@@ -5,7 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: setup demo test test-all lint format bench-data bench results-data \
-	reproduce-maze2d reproduce-compose reproduce-locomotion reproduce-control sampler-plans clean
+	reproduce-maze2d reproduce-compose reproduce-locomotion reproduce-control sampler-plans \
+	hierarchy-settings locomotion-settings data-locomotion training-report gpu-check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +67,24 @@ reproduce-locomotion: setup  ## locomotion data, planner + BC at the CPU budget 
 reproduce-control: setup  ## closed-loop MPC against open loop on U-Maze -> results/control.md (~1 h CPU)
 	$(BIN)/planner data generate maze2d-umaze-v1
 	$(BIN)/python scripts/closed_loop.py
+
+hierarchy-settings: setup  ## jumpy-model execution settings per maze -> results/hierarchy_settings.md
+	$(BIN)/python scripts/hierarchy_settings.py --tasks umaze medium large
+
+locomotion-settings: setup  ## planner settings chosen on the selection seed -> results/locomotion_settings.md
+	$(BIN)/python scripts/locomotion_settings.py --datasets halfcheetah-medium hopper-medium \
+		hopper-medium-expert hopper-medium-replay walker2d-medium walker2d-medium-expert
+
+data-locomotion: setup  ## statistics of the regenerated locomotion datasets -> results/data-locomotion.md
+	$(BIN)/python scripts/data_stats.py
+
+training-report: setup  ## U-Maze CPU training run and its loss curve -> results/training-umaze-cpu.md (~50 min)
+	$(BIN)/planner train --config configs/maze2d-umaze.yaml --set train.steps=7000 \
+		--set train.checkpoint_every=1000 --run-dir runs/maze2d-umaze-cpu
+	$(BIN)/python scripts/training_report.py runs/maze2d-umaze-cpu --name training-umaze-cpu
+
+gpu-check: setup  ## every GPU step, tiny, on this machine (the lent GPU runs it at size: scripts/gpu_check.py)
+	$(BIN)/python scripts/gpu_check.py --smoke --out /tmp/gpu-check-smoke
 
 results-data: bench-data  ## regenerate all three Maze2D datasets and write results/data.md
 	$(BIN)/python scripts/data_report.py --force

@@ -217,7 +217,7 @@ def _positive_int(text: str) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from planner.eval.command import run_eval
+    from planner.eval.scoring import run_eval
 
     flags = {
         "episodes": args.episodes,

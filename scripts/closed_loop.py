@@ -24,7 +24,7 @@ from typing import Any
 import jax
 from reproduce import NAIVE_REPLANNING, read_metrics, train_unless_done, training_record
 
-from planner.eval.command import run_eval
+from planner.eval.scoring import run_eval
 from planner.provenance import git_revision
 
 RESULTS = Path("results")

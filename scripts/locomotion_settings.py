@@ -31,7 +31,7 @@ from reproduce_locomotion import score_text
 
 from planner.config import load_config
 from planner.data.sources import load_episodes
-from planner.eval.command import run_eval
+from planner.eval.scoring import run_eval
 from planner.provenance import git_revision
 
 STORED = RESULTS / "locomotion_settings.json"

@@ -51,7 +51,6 @@ import matplotlib.pyplot as plt
 from planner.checkpoints import checkpoint_manager
 from planner.config import EvalConfig, load_config
 from planner.data.sources import generated_path, reference_path
-from planner.eval.command import run_eval
 from planner.eval.evaluate import map_assisted
 from planner.eval.scenarios import (
     RunSpec,
@@ -60,6 +59,7 @@ from planner.eval.scenarios import (
     run_scenario,
     term_table,
 )
+from planner.eval.scoring import run_eval
 from planner.provenance import git_revision
 from planner.tasks.maze2d import get_maze_task
 from planner.training import train, training_steps

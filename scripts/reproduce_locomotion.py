@@ -17,7 +17,7 @@ CPU setting) and BC are evaluated on the same episodes. Rows accumulate in
 the CPU setting against Diffuser's on the first ``SUBSET_STEPS`` steps of ``SUBSET_EPISODES``
 episodes of trained runs (Diffuser's setting is too slow here for whole episodes).
 ``--references`` records each body's reference returns on this simulator
-(:func:`planner.eval.command.locomotion_references`); rows are then also normalized with them.
+(:func:`planner.eval.scoring.locomotion_references`); rows are then also normalized with them.
 """
 
 from __future__ import annotations
@@ -37,12 +37,12 @@ from reproduce import read_metrics, train_unless_done, training_record
 
 from planner.config import load_config
 from planner.data.sources import load_episodes
-from planner.eval.command import locomotion_references, run_eval
 from planner.eval.locomotion import (
     evaluate_locomotion,
     locomotion_summary,
     make_locomotion_policy,
 )
+from planner.eval.scoring import locomotion_references, run_eval
 from planner.paths import RUN_SUFFIXES
 from planner.planning.build import plan_config
 from planner.planning.run import load_run

@@ -32,7 +32,7 @@ from planner.data.locomotion import (
     replay_path,
 )
 from planner.data.sources import generated_path, load_generated, resolve_dataset
-from planner.eval.command import locomotion_references
+from planner.eval.scoring import locomotion_references
 from planner.paths import data_dir as planner_data_dir
 from planner.tasks.locomotion import EPISODE_STEPS, LOCOMOTION_TASKS, LocomotionTask
 

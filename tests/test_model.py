@@ -9,7 +9,6 @@ from planner.diffusion.losses import loss_weights
 from planner.diffusion.schedule import (
     add_noise,
     cosine_schedule,
-    denoised_estimate,
     start_from_noise,
 )
 from planner.models.denoiser import make_energy_fn, make_predict_fn, make_unet
@@ -127,20 +126,6 @@ def test_energy_prediction_is_the_energy_gradient(energy_form):
         ) / (2 * epsilon)
         directional = jnp.sum(prediction * direction, axis=(1, 2))
         np.testing.assert_allclose(directional, finite_difference, rtol=1e-6)
-
-
-def test_denoised_estimate_converts_noise_and_clips():
-    schedule = cosine_schedule(20)
-    x0 = jnp.linspace(-1.5, 1.5, 24).reshape(2, 4, 3)
-    noise = jnp.ones_like(x0) * 0.3
-    t = jnp.array([5, 15])
-    x_t = add_noise(schedule, x0, t, noise)
-    np.testing.assert_allclose(
-        denoised_estimate(schedule, noise, x_t, t, predict_epsilon=True, clip=False), x0, atol=1e-4
-    )
-    clipped = denoised_estimate(schedule, x0, x_t, t, predict_epsilon=False, clip=True)
-    np.testing.assert_array_equal(clipped, jnp.clip(x0, -1, 1))
-    assert float(jnp.abs(clipped).max()) == 1.0
 
 
 def test_bfloat16_evaluation_computes_in_bfloat16_and_stays_near_float32():

@@ -63,18 +63,3 @@ def start_from_noise(
     return (x_t - _per_sample(schedule.sqrt_one_minus_alphas_cumprod, t) * noise) / _per_sample(
         schedule.sqrt_alphas_cumprod, t
     )
-
-
-def denoised_estimate(
-    schedule: Schedule,
-    prediction: jax.Array,
-    x_t: jax.Array,
-    t: jax.Array,
-    predict_epsilon: bool,
-    clip: bool,
-) -> jax.Array:
-    """The clean trajectory ``[B, H, D]`` the denoiser's ``prediction`` implies at ``x_t``, level
-    ``t`` [B]: converted from a noise prediction if ``predict_epsilon``, then clipped to the
-    normalized range [-1, 1] if ``clip`` (``diffusion.clip_denoised``)."""
-    x0 = start_from_noise(schedule, x_t, t, prediction) if predict_epsilon else prediction
-    return jnp.clip(x0, -1.0, 1.0) if clip else x0

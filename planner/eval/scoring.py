@@ -1,4 +1,5 @@
-"""``planner eval``: score a trained run in the simulator under the D4RL protocol.
+"""Score a trained run in the simulator under the D4RL protocol and write what it measured
+(``planner eval`` and the reproduction scripts call :func:`run_eval`).
 
 Writes ``scores.json`` (settings, scores under both reference tables where they exist,
 per-episode returns), ``rollouts.npz`` and ``rollouts.png`` into ``RUN/eval/<mode>-seed{S}`` by
