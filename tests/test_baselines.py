@@ -46,7 +46,8 @@ def test_the_no_model_baseline_reaches_the_goal_in_open_umaze(umaze):
     settings = EvalConfig(policy="route", replan_every=50, lookahead=0.2)
     plan_fn = route_plan_fn(umaze, {0: ()}, MAZE, settings.route_speed)
     policy = receding_horizon_policy(plan_fn, MAZE, replan_rule(settings), None, 0.2)
-    rollouts = run_episodes(umaze, policy, range(4), seed=0)
+    envs = [umaze.make_env() for _ in range(4)]
+    rollouts = run_episodes(envs, policy, range(4), seed=0, steps=umaze.max_episode_steps)
     assert rollouts.success.all()
     assert not rollouts.contacts.any()
     final = rollouts.observations[:, -1, :2]

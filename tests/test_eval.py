@@ -33,6 +33,8 @@ def test_normalized_score_arithmetic(umaze):
         np.arange(2),
         rewards,
         np.zeros((2, 301, 4)),
+        np.full(2, 300),
+        np.zeros(2, bool),
         np.zeros((2, 2)),
         None,
         np.zeros((2, 300), bool),
@@ -167,7 +169,8 @@ def test_episodes_follow_the_policy(umaze):
         return np.repeat(rows[:, None], 8, axis=1)
 
     policy = receding_horizon_policy(stay, MAZE_LAYOUT, ReplanRule(every=150))
-    rollouts = run_episodes(umaze, policy, [5, 6], seed=0)
+    envs = [umaze.make_env() for _ in range(2)]
+    rollouts = run_episodes(envs, policy, [5, 6], seed=0, steps=umaze.max_episode_steps)
     assert calls == [([5, 6], True, [0, 0]), ([5, 6], False, [1, 1])]
     assert rollouts.replans.tolist() == [1, 1]
     positions = rollouts.observations[..., :2]

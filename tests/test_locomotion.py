@@ -14,7 +14,7 @@ from planner.data.d4rl import load_d4rl, write_hdf5
 from planner.data.episodes import expected_dimensions
 from planner.data.minari import write_minari
 from planner.data.sources import load_episodes
-from planner.eval.locomotion import run_locomotion_episodes
+from planner.eval.rollouts import run_episodes
 from planner.paths import RUN_SUFFIXES
 from planner.planning.run import load_run
 from planner.tasks import get_task
@@ -164,20 +164,27 @@ def test_feedback_policy_acts_from_observations():
     assert state.step.tolist() == [1, 1]
 
 
+def hopper_episodes(policy, episodes):
+    """``episodes`` of Hopper under ``policy``, batched, seed 0."""
+    task = LOCOMOTION_TASKS["hopper"]
+    envs = [task.make_env() for _ in episodes]
+    return run_episodes(envs, policy, episodes, seed=0, steps=task.max_episode_steps)
+
+
 def test_episodes_stop_when_the_body_falls():
     task = LOCOMOTION_TASKS["hopper"]
     policy = feedback_policy(lambda observations: np.ones((len(observations), 3)))
-    rollouts = run_locomotion_episodes(task, policy, [0, 1], seed=0)
+    rollouts = hopper_episodes(policy, [0, 1])
     assert rollouts.terminated.all()  # full torque on every joint topples the hopper
     assert (rollouts.lengths < task.max_episode_steps).all()
     for rewards, length in zip(rollouts.rewards, rollouts.lengths, strict=True):
         assert np.all(rewards[length:] == 0) and np.all(rewards[:length] != 0)
-    again = run_locomotion_episodes(task, policy, [1], seed=0)
+    again = hopper_episodes(policy, [1])
     np.testing.assert_array_equal(again.rewards[0], rollouts.rewards[1])  # batch-independent
 
 
 def test_the_policy_stops_acting_for_episodes_that_ended():
-    task, sizes = LOCOMOTION_TASKS["hopper"], []
+    sizes = []
 
     def act(state, observations):  # full torque topples episode 0 early; 1 stands longer
         sizes.append(len(observations))
@@ -185,11 +192,11 @@ def test_the_policy_stops_acting_for_episodes_that_ended():
         return actions, state.replace(step=state.step + 1), {}
 
     policy = Policy(feedback_policy(lambda observations: observations).init, act)
-    rollouts = run_locomotion_episodes(task, policy, [0, 1], seed=0)
+    rollouts = hopper_episodes(policy, [0, 1])
     fell = rollouts.lengths[0]
     assert fell < rollouts.lengths[1]
     assert sizes == [2] * fell + [1] * (rollouts.lengths[1] - fell)  # narrowed once 0 ended
-    alone = run_locomotion_episodes(task, policy, [1], seed=0)
+    alone = hopper_episodes(policy, [1])
     np.testing.assert_array_equal(alone.rewards[0], rollouts.rewards[1])
 
 

@@ -236,9 +236,8 @@ def evaluate(
         bar = progress.add_task(f"eval {task.name} {mode}", total=settings.episodes)
         for first in range(0, settings.episodes, settings.batch_size):
             episodes = range(first, min(first + settings.batch_size, settings.episodes))
-            rollouts = run_episodes(
-                task, policy, episodes, settings.seed, settings.multi_task, obstacles, start
-            )
+            envs = [task.make_env(settings.multi_task, obstacles, start) for _ in episodes]
+            rollouts = run_episodes(envs, policy, episodes, settings.seed, task.max_episode_steps)
             parts.append(rollouts)
             returns = np.concatenate([part.returns for part in parts])
             score = task.normalized(returns.mean())

@@ -1,17 +1,10 @@
-"""Locomotion evaluation: batched MuJoCo episodes under a policy, termination handled, scores.
-
-Episodes of a batch step together; one that terminates (the body falls) stops there while the
-others go on. The policy acts for the whole batch until at most half of it is still running,
-then only for those (its state narrowed with ``PolicyState.take``): a few batch shapes to
-compile, no plans for episodes that have ended. Episode ``i`` resets from its own seed
-(:func:`episode_seed`) and plans with its own keys, so results do not depend on the batch size.
-"""
+"""Locomotion evaluation: the locomotion policies, batched MuJoCo episodes under them
+(:func:`planner.eval.rollouts.run_episodes`, which stops an episode when the body falls), and
+their scores."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import jax
@@ -28,92 +21,13 @@ from planner.control.policies import (
 )
 from planner.energies.base import SATISFIED, violations
 from planner.energies.terms import CONSTRAINT_TYPES, terms_from_specs
-from planner.eval.rollouts import episode_seed
+from planner.eval.rollouts import Rollouts, run_episodes
 from planner.eval.scores import mean_and_stderr
 from planner.planning.build import build_planner, related_run_dir
 from planner.planning.planner import constraints_at
 from planner.planning.run import TrainedRun, load_run
 from planner.tasks.base import normalized_score
 from planner.tasks.locomotion import LocomotionTask
-
-
-@dataclass(frozen=True)
-class LocomotionRollouts:
-    """``N`` episodes of at most ``T`` steps: ``episodes`` [N] ids, ``rewards`` [N, T] (zero
-    after an episode ends), ``lengths`` [N] steps taken, ``terminated`` [N] whether it ended by
-    falling (not by the time limit), ``observations`` [N, T + 1, O] (the last one repeated after
-    the end), ``policy_seconds`` [N] each episode's share of its batch's policy time,
-    ``replans`` [N] plans made after the first."""
-
-    episodes: np.ndarray
-    rewards: np.ndarray
-    lengths: np.ndarray
-    terminated: np.ndarray
-    observations: np.ndarray
-    policy_seconds: np.ndarray
-    replans: np.ndarray
-
-    @property
-    def returns(self) -> np.ndarray:
-        """``[N]`` undiscounted returns."""
-        return self.rewards.sum(axis=1)
-
-    @staticmethod
-    def concatenate(parts: Sequence[LocomotionRollouts]) -> LocomotionRollouts:
-        fields = LocomotionRollouts.__dataclass_fields__
-        return LocomotionRollouts(
-            **{name: np.concatenate([getattr(p, name) for p in parts]) for name in fields}
-        )
-
-
-def run_locomotion_episodes(
-    task: LocomotionTask,
-    policy: Policy,
-    episodes: Sequence[int],
-    seed: int,
-    on_step: Callable[[int], None] = lambda stepped: None,
-) -> LocomotionRollouts:
-    """Run ``episodes`` together under ``policy`` until each terminates or reaches the time
-    limit; ``on_step(stepped)`` is called after every step with the number of episodes that
-    took it."""
-    envs = [task.make_env() for _ in episodes]
-    resets = [env.reset(seed=episode_seed(seed, i)) for env, i in zip(envs, episodes, strict=True)]
-    observation = np.stack([obs for obs, _ in resets])
-    batch, steps = len(envs), task.max_episode_steps
-    observations = np.repeat(observation[:, None], steps + 1, axis=1)
-    rewards = np.zeros((batch, steps))
-    lengths = np.zeros(batch, int)
-    terminated = np.zeros(batch, bool)
-    alive = np.ones(batch, bool)
-    replans = np.zeros(batch, int)
-    began = time.perf_counter()
-    state = policy.init(np.asarray(episodes), observation, np.zeros((batch, 0)))
-    policy_seconds = time.perf_counter() - began
-    acting = np.arange(batch)  # the episodes the policy's state holds, in its order
-    for step in range(steps):
-        if 2 * alive.sum() <= len(acting):  # narrow the policy to the running episodes
-            running = np.flatnonzero(alive[acting])
-            state, acting = state.take(running), acting[running]
-        began = time.perf_counter()
-        actions, state, _ = policy.act(state, observation[acting])
-        policy_seconds += time.perf_counter() - began
-        stepping = np.flatnonzero(alive[acting])
-        replans[acting[stepping]] = np.asarray(state.replans)[stepping]  # counted while running
-        for row in stepping:
-            index = acting[row]
-            obs, reward, ended, truncated, _ = envs[index].step(actions[row])
-            observation[index], rewards[index, step] = obs, reward
-            lengths[index] = step + 1
-            terminated[index] = ended
-            alive[index] = not (ended or truncated)
-        observations[:, step + 1] = observation
-        on_step(len(stepping))
-        if not alive.any():
-            break
-    shares = np.full(batch, policy_seconds / batch)
-    return LocomotionRollouts(
-        np.asarray(episodes), rewards, lengths, terminated, observations, shares, replans
-    )  # fmt: skip
 
 
 def mlp_act_fn(run: TrainedRun, apply: Callable[..., jax.Array]) -> Callable[..., np.ndarray]:
@@ -159,24 +73,22 @@ def make_locomotion_policy(run: TrainedRun, config: Config) -> Policy:
 
 def evaluate_locomotion(
     run: TrainedRun, config: Config, task: LocomotionTask, show_progress: bool = True
-) -> LocomotionRollouts:
+) -> Rollouts:
     """All ``config.eval.episodes`` episodes, ``config.eval.batch_size`` at a time."""
     settings = config.eval
     policy = make_locomotion_policy(run, config)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
-    parts: list[LocomotionRollouts] = []
+    parts: list[Rollouts] = []
     total = settings.episodes * task.max_episode_steps
     with Progress(*columns, TimeElapsedColumn(), disable=not show_progress) as progress:
         bar = progress.add_task(f"eval {task.name}: episode steps", total=total)
         for first in range(0, settings.episodes, settings.batch_size):
             episodes = range(first, min(first + settings.batch_size, settings.episodes))
-            rollouts = run_locomotion_episodes(
-                task,
-                policy,
-                episodes,
-                settings.seed,
+            envs = [task.make_env() for _ in episodes]
+            rollouts = run_episodes(
+                envs, policy, episodes, settings.seed, task.max_episode_steps,
                 lambda stepped: progress.advance(bar, stepped),
-            )
+            )  # fmt: skip
             parts.append(rollouts)
             total -= int((task.max_episode_steps - rollouts.lengths).sum())  # ended early
             mean_return = np.concatenate([part.returns for part in parts]).mean()
@@ -185,11 +97,11 @@ def evaluate_locomotion(
             else:
                 shown = f"return {mean_return:.1f}"
             progress.update(bar, total=total, description=f"eval {task.name}: {shown}")
-    return LocomotionRollouts.concatenate(parts)
+    return Rollouts.concatenate(parts)
 
 
 def locomotion_summary(
-    rollouts: LocomotionRollouts, task: LocomotionTask, references: dict[str, Any] | None
+    rollouts: Rollouts, task: LocomotionTask, references: dict[str, Any] | None
 ) -> dict[str, Any]:
     """Returns, episode lengths, falls, decisions per second, and normalized scores under
     D4RL's references (``normalized_d4rl``, for tasks that have them) and, where the expert one
@@ -220,7 +132,7 @@ def locomotion_summary(
 
 
 def executed_constraints(
-    run: TrainedRun, constraints: Sequence[Mapping[str, Any]], rollouts: LocomotionRollouts
+    run: TrainedRun, constraints: Sequence[Mapping[str, Any]], rollouts: Rollouts
 ) -> list[dict[str, Any]]:
     """Per entry of ``plan.constraints`` (wherever it appears): on how many episodes the
     executed observations held it at every step, and the largest violation (the constraint's
@@ -251,5 +163,6 @@ def random_policy_returns(task: LocomotionTask, episodes: int = 100, seed: int =
     def act(observations: np.ndarray) -> np.ndarray:
         return rng.uniform(low, high, (len(observations), task.action_dim))
 
-    rollouts = run_locomotion_episodes(task, feedback_policy(act), range(episodes), seed)
-    return rollouts.returns
+    envs = [task.make_env() for _ in range(episodes)]
+    policy = feedback_policy(act)
+    return run_episodes(envs, policy, range(episodes), seed, task.max_episode_steps).returns

@@ -305,7 +305,7 @@ def episode_metrics(
         "plans_through_obstacles": float(through),
         "clearance_plan_median": _median_clearance(plans, obstacles),
         "clearance_path_median": _median_clearance(paths, obstacles),
-        "plan_seconds_median": float(np.median(rollouts.plan_seconds)),
+        "plan_seconds_median": float(np.median(rollouts.policy_seconds)),
         "replans_per_episode": float(rollouts.replans.mean()),
         "infeasible_episodes": int((~rollouts.feasible).sum()),
     }  # fmt: skip

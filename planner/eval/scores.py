@@ -36,7 +36,7 @@ def score_summary(
         "time_to_goal": mean_and_stderr(reached) if len(reached) else None,
         "infeasible_episodes": int((~rollouts.feasible).sum()),
         "replans_per_episode": mean_and_stderr(rollouts.replans),
-        "policy_seconds_per_episode": mean_and_stderr(rollouts.plan_seconds),
+        "policy_seconds_per_episode": mean_and_stderr(rollouts.policy_seconds),
         "normalized_d4rl": mean_and_stderr(task.normalized(returns)),
     }
     if references is not None:

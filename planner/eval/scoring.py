@@ -189,16 +189,7 @@ def _maze_eval(
     began = time.perf_counter()
     rollouts = evaluate(run, config, task, show_progress)
     seconds = time.perf_counter() - began
-    np.savez_compressed(
-        out_dir / "rollouts.npz",
-        episodes=rollouts.episodes,
-        rewards=rollouts.rewards,
-        observations=rollouts.observations,
-        goals=rollouts.goals,
-        first_plans=rollouts.first_plans,
-        replans=rollouts.replans,
-        feasible=rollouts.feasible,
-    )
+    np.savez_compressed(out_dir / "rollouts.npz", **dataclasses.asdict(rollouts))
     shown = slice(0, FIGURE_EPISODES)
     position = list(run.layout.position_columns)
     plot_rollouts(

@@ -65,6 +65,15 @@ class MazeTask:
     d4rl_ref_max: float  # D4RL's controller return
     family: ClassVar[str] = "maze2d"
 
+    def make_env(
+        self,
+        multi_task: bool = False,
+        obstacles: Sequence[Obstacle] = (),
+        start: Sequence[float] | None = None,
+    ) -> Maze2DEnv:
+        """A fresh evaluation environment (:class:`Maze2DEnv`) of this maze."""
+        return Maze2DEnv(self, multi_task, obstacles, start)
+
     def normalized(self, returns: np.ndarray | float) -> np.ndarray:
         """D4RL normalized score of ``returns`` by D4RL's references for this maze."""
         return normalized_score(returns, self.d4rl_ref_min, self.d4rl_ref_max)
