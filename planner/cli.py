@@ -279,9 +279,14 @@ def _plan(args: argparse.Namespace) -> int:
     from planner.planning.maze import executability_text
 
     summary = run_plan(args.run, args.config, args.set, args.start, args.goal, args.out, args.step)
+    where = (
+        f"from {summary['start'][:2]} to {summary['goal']}"
+        if "goal" in summary
+        else "from the reset observation"
+    )
     print(
-        f"plan from {summary['start'][:2]} to {summary['goal']} "
-        f"({summary['n_candidates']} candidates, {summary['plan_seconds_including_compile']} s)"
+        f"plan {where} ({summary['n_candidates']} candidates, "
+        f"{summary['plan_seconds_including_compile']} s)"
     )
     for term in summary["terms"]:
         print(
@@ -291,11 +296,12 @@ def _plan(args: argparse.Namespace) -> int:
     for constraint in summary["constraints"]:
         state = "holds" if constraint["holds"] else f"VIOLATED by {constraint['violation']:.3f}"
         print(f"  {constraint['term']} ({constraint['type']}): {state}")
-    print(
-        f"  ends {summary['final_distance_to_goal']:.2f} from the goal; "
-        f"{summary['steps_inside_walls']} steps inside walls"
-    )
-    print(f"  {executability_text(summary['execution'])}")
+    if "goal" in summary:
+        print(
+            f"  ends {summary['final_distance_to_goal']:.2f} from the goal; "
+            f"{summary['steps_inside_walls']} steps inside walls"
+        )
+        print(f"  {executability_text(summary['execution'])}")
     out = Path(summary["out_dir"])
     print(f"wrote {out / 'plan.png'}, {out / 'plan.json'}, {out / 'plan.npz'}")
     return 0

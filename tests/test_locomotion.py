@@ -265,6 +265,27 @@ def test_tiny_hopper_evaluates_acting_with_inverse_dynamics(tiny_hopper_runs, ca
     assert "holds a bc model, not an inverse-dynamics one" in capsys.readouterr().err
 
 
+def test_planner_plan_plans_a_locomotion_run_from_its_reset_observation(tiny_hopper_runs, capsys):
+    """``planner plan`` on a locomotion run: the plan starts at the simulator's reset
+    observation (plan.seed), is ranked by the value run, and its PNG shows the traces; Maze2D
+    positions are refused with what a locomotion plan takes instead."""
+    out = tiny_hopper_runs / "plan"
+    assert main(["plan", "--run", str(tiny_hopper_runs / "hopper"), "--out", str(out)]) == 0
+    assert "plan from the reset observation (2 candidates" in capsys.readouterr().out
+    summary = json.loads((out / "plan.json").read_text())
+    observation, _ = LOCOMOTION_TASKS["hopper"].make_env().reset(seed=summary["plan"]["seed"])
+    np.testing.assert_allclose(summary["start"], observation, rtol=1e-6)
+    assert [term["type"] for term in summary["terms"]] == ["value"]
+    assert "goal" not in summary and (out / "plan.png").is_file()
+    saved = np.load(out / "plan.npz")
+    np.testing.assert_allclose(
+        saved["trajectories"][:, 0, 3:], np.tile(observation, (2, 1)), atol=1e-4
+    )
+    args = ["plan", "--run", str(tiny_hopper_runs / "hopper"), "--goal", "1,1"]
+    assert main(args) == 2
+    assert "a locomotion plan starts from the simulator's reset" in capsys.readouterr().err
+
+
 def test_tiny_hopper_plans_and_evaluates(tiny_hopper_runs, tiny_hopper_file, capsys):
     episodes = load_d4rl(tiny_hopper_file)
     assert episodes.observations.shape[1] == 11

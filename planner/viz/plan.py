@@ -19,6 +19,7 @@ from planner.viz.figures import fit_text, save_figure
 from planner.viz.maze import draw_maze
 
 FIGURE_INCHES = 5.5
+TRACE_INCHES = 2.2  # one observation panel of plot_plan_traces
 TITLE_POINTS = 9
 
 
@@ -74,4 +75,30 @@ def plot_plan(
         chosen[-1, 1], chosen[-1, 0], "*", color="tab:orange", markersize=16, markeredgecolor="k"
     )
     ax.set_title(fit_text(title, FIGURE_INCHES, TITLE_POINTS), fontsize=TITLE_POINTS)
+    return save_figure(figure, path)
+
+
+def plot_plan_traces(
+    path: str | Path, candidates: np.ndarray, best: int, title: str = "", columns: int = 4
+) -> Path:
+    """PNG of planned observations ``[N, H, O]`` over the plan's steps, one panel per
+    observation dimension: every candidate in grey, the chosen one (index ``best``) in
+    colour."""
+    dims = candidates.shape[-1]
+    rows = -(-dims // columns)
+    figure, axes = plt.subplots(
+        rows, columns, figsize=(TRACE_INCHES * columns, 0.8 * TRACE_INCHES * rows), squeeze=False
+    )
+    steps = np.arange(candidates.shape[1])
+    for dim, ax in enumerate(axes.flat):
+        if dim >= dims:
+            ax.axis("off")
+            continue
+        for index, candidate in enumerate(candidates):
+            if index != best:
+                ax.plot(steps, candidate[:, dim], color="0.6", lw=0.8, alpha=0.7)
+        ax.plot(steps, candidates[best, :, dim], color="tab:blue", lw=1.6)
+        ax.set_title(f"observation {dim}", fontsize=8)
+        ax.tick_params(labelsize=7)
+    figure.suptitle(fit_text(title, TRACE_INCHES * columns, TITLE_POINTS), fontsize=TITLE_POINTS)
     return save_figure(figure, path)
