@@ -1,6 +1,6 @@
 """The ``planner`` command. Thin: parse arguments, call the library, print what happened.
 
-planner data generate maze2d-umaze-v1|hopper-medium-v2 [--steps N] [--seed S] [--out FILE] ...
+planner data generate maze2d-umaze-v1|hopper-medium-v2|pointmaze-medium-stitch-v0 [--steps N] ...
 planner data generate GYM_ENV_ID --kind medium --stop-return R [--steps N] [--seed S] ...
 planner data info PATH_OR_ID [--source ...] [--segmentation ...] [--plot FILE]
 planner train --config FILE [--set section.key=value ...] [--run-dir DIR]
@@ -52,11 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     generate = data_commands.add_parser(
         "generate",
-        help="regenerate a Maze2D dataset, or a D4RL locomotion one with CrossQ behaviour "
-        "policies, or make one the same way for any Gymnasium environment",
-        description="Regenerate a Maze2D dataset, or a D4RL locomotion one (CrossQ behaviour "
-        "policies, D4RL's recipe), or make one the same way for any registered Gymnasium "
-        "environment: e.g. `planner data generate InvertedPendulum-v5 --kind medium "
+        help="regenerate a Maze2D dataset, a D4RL locomotion one with CrossQ behaviour "
+        "policies or an OGBench pointmaze one, or make one the same way for any Gymnasium "
+        "environment",
+        description="Regenerate a Maze2D dataset, a D4RL locomotion one (CrossQ behaviour "
+        "policies, D4RL's recipe) or an OGBench pointmaze one (OGBench's recipe), or make one "
+        "the same way for any registered Gymnasium environment: e.g. `planner data generate "
+        "InvertedPendulum-v5 --kind medium "
         "--stop-return 500 --steps 100000` writes InvertedPendulum-v5-medium-return500-"
         "100000steps-seed0.hdf5 (D4RL layout) to the data directory; train on it with data.env: "
         "InvertedPendulum-v5, data.source: generated, data.dataset: "
@@ -66,8 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
         "name",
         metavar="name",
         help=f"a Maze2D id ({', '.join(MAZE_TASKS)}), <hopper|walker2d|halfcheetah>-"
-        "<medium|medium-replay|expert|medium-expert>-v2, or a registered Gymnasium environment "
-        "id (with --kind and --stop-return)",
+        "<medium|medium-replay|expert|medium-expert>-v2, an OGBench pointmaze-<medium|large|"
+        "giant|teleport>-<navigate|stitch>-v0 (OGBench's recipe, .npz), or a registered "
+        "Gymnasium environment id (with --kind and --stop-return)",
     )
     generate.add_argument(
         "--kind",
@@ -231,6 +234,19 @@ def _eval(args: argparse.Namespace) -> int:
     overrides = args.set + [f"eval.{k}={v}" for k, v in flags.items() if v is not None]
     summary = run_eval(args.run, args.config, overrides, args.step, args.out)
     scores = summary["scores"]
+    out = Path(summary["out_dir"])
+    if "per_task" in scores:  # an OGBench maze: success per evaluation task
+        tasks = ", ".join(
+            f"{name} {rate['success']:.0f} %" for name, rate in scores["per_task"].items()
+        )
+        print(
+            f"{summary['task']}, {scores['episodes']} episodes, checkpoint "
+            f"{summary['checkpoint_step']}: success {scores['success']:.1f} ± "
+            f"{scores['stderr']:.1f} % ({tasks}); {summary['decisions_per_second']} decisions/s, "
+            f"{summary['seconds']} s"
+        )
+        print(f"wrote {out / 'scores.json'}, {out / 'rollouts.png'}, {out / 'rollouts.npz'}")
+        return 0
     d4rl, ours = scores.get("normalized_d4rl"), scores.get("normalized_this_simulator")
     if "multi_task" in summary:
         mode = " Multi2D" if summary["multi_task"] else " single-task"
@@ -269,7 +285,6 @@ def _eval(args: argparse.Namespace) -> int:
             f"executed episodes; largest violation {worst['mean']:.3f} ± {worst['stderr']:.3f} "
             "per episode"
         )
-    out = Path(summary["out_dir"])
     print(f"wrote {out / 'scores.json'}, {out / 'rollouts.png'}, {out / 'rollouts.npz'}")
     return 0
 
@@ -319,6 +334,8 @@ def _data_generate(args: argparse.Namespace) -> int:
         return _data_generate_gym(args)
     if generated_family(args.name) == "locomotion":
         return _data_generate_locomotion(args)
+    if generated_family(args.name) == "ogbench":
+        return _data_generate_ogbench(args)
     task = get_maze_task(args.name)
     steps = args.steps or task.dataset_steps
     out = args.out or generated_path(task, steps, args.seed, args.data_dir)
@@ -367,6 +384,28 @@ def _data_generate_locomotion(args: argparse.Namespace) -> int:
         expert_train_steps=args.expert_train_steps or EXPERT_TRAIN_STEPS,
     )
     _print_generated(out, record)
+    return 0
+
+
+def _data_generate_ogbench(args: argparse.Namespace) -> int:
+    from planner.data.sources import generate_ogbench, ogbench_episodes, ogbench_path
+    from planner.tasks.ogbench import OGBENCH_TASKS
+
+    if args.minari:
+        print("error: --minari is only supported for Maze2D datasets", file=sys.stderr)
+        return 2
+    task = OGBENCH_TASKS[args.name]
+    episodes = ogbench_episodes(task, args.steps)
+    out = args.out or ogbench_path(task, episodes, args.seed, args.data_dir)
+    if out.exists() and not args.force:
+        print(f"{out} exists; pass --force to regenerate it")
+        return 0
+    record = generate_ogbench(task, episodes, args.seed, out)
+    print(
+        f"wrote {out} ({record['steps']:,} steps, {episodes:,} episodes of "
+        f"{task.data_episode_steps}) and its -val file ({record['validation_steps']:,} steps) in "
+        f"{record['generate_seconds']:.0f} s"
+    )
     return 0
 
 

@@ -53,9 +53,10 @@ class DataConfig:
 
     dataset: str = _field(
         "maze2d-umaze-v1",
-        "Dataset: a Maze2D id or a locomotion name (hopper-medium-v2, ...) when "
-        "source=generated; a D4RL name or .hdf5 path when source=d4rl; a Minari id when "
-        "source=minari.",
+        "Dataset: a Maze2D id, a locomotion name (hopper-medium-v2, ...) or an OGBench name "
+        "(pointmaze-medium-stitch-v0, ...) when source=generated; a D4RL name or .hdf5 path "
+        "when source=d4rl; a Minari id when source=minari; OGBench's .npz (path or name) when "
+        "source=ogbench.",
     )
     env: str | None = _field(
         None,
@@ -64,8 +65,10 @@ class DataConfig:
         "name implies (Maze2D, hopper, walker2d, halfcheetah). Its observation and action "
         "dimensions must match the dataset's.",
     )
-    source: Literal["generated", "d4rl", "minari"] = _field(
-        "generated", "Where the dataset is read from (generated = by planner data generate)."
+    source: Literal["generated", "d4rl", "minari", "ogbench"] = _field(
+        "generated",
+        "Where the dataset is read from (generated = by planner data generate; ogbench = "
+        "OGBench's own .npz, a path or a name in ~/.ogbench/data).",
     )
     data_dir: str | None = _field(
         None, "Directory of generated datasets; null = $PLANNER_DATA_DIR or ~/.cache/planner."

@@ -27,7 +27,10 @@ def test_shipped_configs_load(path):
     if config.data.env is not None:  # a user's own environment: datasets are named after it
         assert config.data.dataset.startswith(config.data.env)
     else:
-        assert path.stem.startswith(config.data.dataset.removesuffix("-v1").removesuffix("-v2"))
+        name = config.data.dataset
+        assert path.stem.startswith(
+            name.removesuffix("-v0").removesuffix("-v1").removesuffix("-v2")
+        )
 
 
 def test_shipped_configs_have_reference_horizons():

@@ -41,7 +41,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from planner.control.tracking import hold_actions, pursuit_actions, tracking_actions
+from planner.control.tracking import (
+    displacement_actions,
+    hold_actions,
+    pursuit_actions,
+    pursuit_targets,
+    tracking_actions,
+)
 from planner.energies.terms import Layout
 from planner.planning.planner import Planner, shift_plan
 
@@ -173,11 +179,21 @@ def receding_horizon_policy(
     rule: ReplanRule,
     route_exists: RouteCheck | None = None,
     lookahead: float | None = None,
+    step_size: float | None = None,
 ) -> Policy:
     """A :class:`Policy` planning with ``plan_fn`` and following its plans under ``rule``;
     ``route_exists(observations [B, O], goals [B, P]) -> [B] bool`` marks infeasible episodes.
     Plans are tracked in time (:func:`tracking_actions`), or with a ``lookahead`` distance
-    pursued along their path (:func:`pursuit_actions`)."""
+    pursued along their path (:func:`pursuit_actions`). With ``step_size`` the body is
+    position-controlled (:func:`displacement_actions`) and its plans are pursued (``lookahead``
+    required)."""
+    if step_size is not None and lookahead is None:
+        raise ValueError("a position-controlled body pursues its plans: give a lookahead")
+
+    def toward(points: np.ndarray, observations: np.ndarray) -> np.ndarray:
+        if step_size is None:
+            return hold_actions(points, observations, layout)
+        return displacement_actions(points, observations, layout, step_size)
 
     def init(episodes, observations, goals):
         first = np.zeros(len(episodes), int)
@@ -236,14 +252,19 @@ def receding_horizon_policy(
         if replanning.any():
             state = replan(state, observations, np.flatnonzero(replanning))
         states, progress = state.plans[..., layout.action_dim :], state.progress
-        if lookahead is None:
+        if step_size is not None:
+            paths = state.plans[..., list(layout.position_columns)]
+            here = observations[:, list(layout.position)]
+            target, _, progress = pursuit_targets(paths, here, progress, lookahead)
+            tracking = toward(paths[np.arange(len(paths)), target], observations)
+        elif lookahead is None:
             index = state.step - state.plan_began
             tracking = tracking_actions(states, observations, index, layout)
         else:
             tracking, progress = pursuit_actions(states, observations, progress, layout, lookahead)
-        holding = hold_actions(state.goals, observations, layout)
+        holding = toward(state.goals, observations)
         starts = state.plans[:, 0, list(layout.position_columns)]  # the imposed start
-        stopping = hold_actions(starts, observations, layout)
+        stopping = toward(starts, observations)
         actions = np.where(
             ~state.feasible[:, None], stopping, np.where(reached[:, None], holding, tracking)
         )
@@ -398,12 +419,18 @@ def plan_action_policy(
 def feedback_policy(act_fn: Callable[[np.ndarray], np.ndarray]) -> Policy:
     """A policy that never plans: ``act_fn(observations [B, O]) -> actions [B, A]`` at every
     step (e.g. the behaviour-cloning baseline)."""
+    return goal_feedback_policy(lambda observations, goals: act_fn(observations))
+
+
+def goal_feedback_policy(act_fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Policy:
+    """A goal-conditioned policy that never plans: ``act_fn(observations [B, O], goals [B, P])
+    -> actions [B, A]`` at every step (e.g. goal-conditioned behaviour cloning)."""
 
     def init(episodes, observations, goals):
         return PolicyState.first(episodes, goals, np.zeros((len(episodes), 0, 0)))
 
     def act(state, observations):
-        actions = np.asarray(act_fn(observations))
+        actions = np.asarray(act_fn(observations, state.goals))
         return actions, state.replace(step=state.step + 1), {}
 
     return Policy(init, act)

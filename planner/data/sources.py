@@ -1,6 +1,6 @@
 """The one place that turns a data config into :class:`Episodes`: pick the source, regenerate a
-missing Maze2D or locomotion file (or one of ``data.env``'s), check the dimensions against
-``data.env``, apply the configured segmentation."""
+missing Maze2D, locomotion or OGBench file (or one of ``data.env``'s), check the dimensions
+against ``data.env``, apply the configured segmentation."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from planner.data.episodes import (
 from planner.data.locomotion import LOCOMOTION_STEPS, generate_gym_dataset, generate_locomotion
 from planner.data.maze2d import generate_maze2d, reference_scores
 from planner.data.minari import load_minari
+from planner.data.ogbench import load_pointmaze, write_pointmaze
 from planner.paths import data_dir
 from planner.provenance import git_revision
 from planner.tasks import generated_family, generated_names
@@ -32,6 +33,9 @@ from planner.tasks.base import file_stem
 from planner.tasks.gym import gym_task, parse_gym_dataset_name
 from planner.tasks.locomotion import LocomotionTask
 from planner.tasks.maze2d import GOAL_RADIUS, MAZE_TASKS, MazeTask, find_maze_task, get_maze_task
+from planner.tasks.ogbench import OGBENCH_TASKS, OGBenchMazeTask
+
+OGBENCH_DATA_DIR = Path("~/.ogbench/data")  # where OGBench's own loader keeps its files
 
 
 def generated_path(
@@ -95,6 +99,8 @@ def load_generated(config: DataConfig, generate_if_missing: bool = True) -> Epis
     family = generated_family(config.dataset, config.env)
     if family == "locomotion":
         return _load_generated_locomotion(config, generate_if_missing)
+    if family == "ogbench":
+        return _load_generated_ogbench(config, generate_if_missing)
     if family == "gym":
         return _load_generated_gym(config, generate_if_missing)
     task = get_maze_task(config.dataset)
@@ -123,6 +129,74 @@ def _load_generated_locomotion(config: DataConfig, generate_if_missing: bool) ->
         print(f"{path} is missing: generating {name} (seed {config.generate_seed})")
         generate_locomotion(name, path, steps, config.generate_seed)
     return load_d4rl(path, expected_dims=expected_dimensions(name))
+
+
+def ogbench_path(task: OGBenchMazeTask, episodes: int, seed: int, directory: str | Path | None):
+    """File of a regenerated OGBench dataset: ``<name>.npz`` for the task's own episode count
+    and seed 0, else ``<name>-<episodes>episodes-seed<seed>.npz``, in the data directory."""
+    default = episodes == task.data_episodes and seed == 0
+    stem = task.name if default else f"{task.name}-{episodes}episodes-seed{seed}"
+    return data_dir(directory) / f"{stem}.npz"
+
+
+def ogbench_episodes(task: OGBenchMazeTask, steps: int | None) -> int:
+    """Episodes of ``task``'s recipe that hold at least ``steps`` steps (None: the task's)."""
+    return task.data_episodes if steps is None else -(-steps // task.data_episode_steps)
+
+
+def generate_ogbench(
+    task: OGBenchMazeTask, episodes: int, seed: int, out: Path, show_progress: bool = True
+) -> dict[str, Any]:
+    """Regenerate ``task``'s dataset into ``out`` (and its ``-val`` file) by OGBench's recipe;
+    the record of what was made (also written to ``out`` with suffix ``.json``)."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    total = (episodes + max(episodes // 10, 1)) * task.data_episode_steps
+    with Progress(*columns, TimeRemainingColumn(), disable=not show_progress) as progress:
+        bar = progress.add_task(f"generating {task.name}", total=total)
+        began = time.perf_counter()
+        steps = write_pointmaze(task, out, seed, episodes, lambda n: progress.advance(bar, n))
+        seconds = time.perf_counter() - began
+    record = {
+        "dataset": task.name,
+        "episodes": episodes,
+        "episode_steps": task.data_episode_steps,
+        "steps": steps["train"],
+        "validation_steps": steps["validation"],
+        "seed": seed,
+        "generate_seconds": round(seconds, 2),
+        "git_revision": git_revision(),
+        "machine": platform.platform(),
+    }
+    out.with_suffix(".json").write_text(json.dumps(record, indent=2))
+    return record
+
+
+def _load_generated_ogbench(config: DataConfig, generate_if_missing: bool) -> Episodes:
+    task = OGBENCH_TASKS[config.dataset]
+    episodes = ogbench_episodes(task, config.generate_steps)
+    path = ogbench_path(task, episodes, config.generate_seed, config.data_dir)
+    if not path.is_file():
+        if not generate_if_missing:
+            raise FileNotFoundError(
+                f"{path}: not generated yet (planner data generate {task.name})"
+            )
+        print(f"{path} is missing: generating {task.name} (seed {config.generate_seed})")
+        generate_ogbench(task, episodes, config.generate_seed, path)
+    return load_pointmaze(path)
+
+
+def ogbench_file(dataset: str) -> Path:
+    """OGBench's own file of ``dataset``: a path to an ``.npz``, or a name in OGBench's data
+    directory (``~/.ogbench/data/<name>.npz``). A :class:`DatasetError` when it is missing."""
+    path = Path(dataset).expanduser()
+    if path.suffix != ".npz":
+        path = OGBENCH_DATA_DIR.expanduser() / f"{dataset}.npz"
+    if not path.is_file():
+        raise DatasetError(
+            f"{path}: no OGBench file there; give data.dataset as the path of OGBench's .npz, or "
+            f"use data.source: generated to regenerate it by OGBench's recipe"
+        )
+    return path
 
 
 def _load_generated_gym(config: DataConfig, generate_if_missing: bool) -> Episodes:
@@ -158,6 +232,8 @@ def load_episodes(config: DataConfig) -> Episodes:
             episodes = load_d4rl(config.dataset)
         case "minari":
             episodes = load_minari(config.dataset, download=config.download)
+        case "ogbench":
+            episodes = load_pointmaze(ogbench_file(config.dataset))
     if task is not None:
         dims = (episodes.observations.shape[1], episodes.actions.shape[1])
         _check_env_dimensions(task, dims, config)

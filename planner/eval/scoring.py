@@ -3,8 +3,9 @@
 
 Writes ``scores.json`` (settings, scores under both reference tables where they exist,
 per-episode returns), ``rollouts.npz`` and ``rollouts.png`` into ``RUN/eval/<mode>-seed{S}`` by
-default: Maze2D's plans and paths (mode ``single`` or ``multi2d``), the return curves of
-locomotion or of the Gymnasium environment ``data.env`` names (mode ``locomotion``).
+default: Maze2D's plans and paths (mode ``single`` or ``multi2d``), OGBench's success per
+evaluation task with its episodes' paths (mode ``ogbench``), the return curves of locomotion or
+of the Gymnasium environment ``data.env`` names (mode ``locomotion``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from planner.config import Config, config_to_dict
 from planner.data.locomotion import expert_returns
 from planner.data.maze2d import reference_scores
 from planner.data.sources import generated_path, reference_path
+from planner.eval import ogbench
 from planner.eval.evaluate import evaluate
 from planner.eval.locomotion import (
     evaluate_locomotion,
@@ -31,6 +33,7 @@ from planner.eval.locomotion import (
     locomotion_summary,
     random_policy_returns,
 )
+from planner.eval.rollouts import Rollouts
 from planner.eval.scores import score_summary
 from planner.paths import data_dir
 from planner.planning.build import plan_config, related_run_dir
@@ -40,6 +43,8 @@ from planner.provenance import git_revision
 from planner.tasks import Task, get_task
 from planner.tasks.locomotion import LOCOMOTION_TASKS, LocomotionTask
 from planner.tasks.maze2d import MazeTask
+from planner.tasks.ogbench import OGBenchMazeTask
+from planner.viz.ogbench import plot_maze_episodes
 from planner.viz.rollouts import plot_return_curves, plot_rollouts
 
 FIGURE_EPISODES = 8
@@ -102,7 +107,9 @@ def eval_task(config: Config) -> Task:
 
 def default_out_dir(run: TrainedRun, config: Config) -> Path:
     task = eval_task(config)
-    if task.family != "maze2d":
+    if task.family == "ogbench":
+        mode = "ogbench"
+    elif task.family != "maze2d":
         mode = "locomotion"
     else:
         mode = "multi2d" if config.eval.multi_task else "single"
@@ -125,6 +132,8 @@ def run_eval(
     task = eval_task(config)
     if task.family == "maze2d":
         summary = _maze_eval(run, config, task, out_dir, show_progress)
+    elif task.family == "ogbench":
+        summary = _ogbench_eval(run, config, task, out_dir, show_progress)
     else:
         summary = _locomotion_eval(run, config, task, out_dir, show_progress)
     (out_dir / "scores.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -208,3 +217,48 @@ def _maze_eval(
         "returns": rollouts.returns.tolist(),
         "feasible": rollouts.feasible.tolist(),
     }
+
+
+def _ogbench_eval(
+    run: TrainedRun, config: Config, task: OGBenchMazeTask, out_dir: Path, show_progress: bool
+) -> dict[str, Any]:
+    settings = config.eval
+    policy = ogbench.planner_policy(run, config)
+    began = time.perf_counter()
+    rollouts, task_ids = ogbench.evaluate(
+        policy, task, settings.episodes, settings.seed, settings.batch_size, show_progress
+    )
+    seconds = time.perf_counter() - began
+    np.savez_compressed(out_dir / "rollouts.npz", task_ids=task_ids, **dataclasses.asdict(rollouts))
+    write_episode_figure(out_dir / "rollouts.png", task, rollouts, task_ids, run)
+    return {
+        "task": task.name,
+        "env": task.env_id,
+        **_provenance(run, config, seconds),
+        "scores": ogbench.success_summary(rollouts, task_ids),
+        "decisions_per_second": round(float(rollouts.lengths.sum()) / seconds, 1),
+        "success": rollouts.success.tolist(),
+        "lengths": rollouts.lengths.tolist(),
+    }
+
+
+def write_episode_figure(
+    path: Path,
+    task: OGBenchMazeTask,
+    rollouts: Rollouts,
+    task_ids: np.ndarray,
+    run: TrainedRun | None = None,
+) -> Path:
+    """The first episode of each evaluation task: its first plan (with a ``run``) and path."""
+    shown = np.array([np.flatnonzero(task_ids == k)[0] for k in np.unique(task_ids)])
+    plans = rollouts.first_plans[shown]
+    if run is not None:
+        plans = plans[..., list(run.layout.position_columns)]
+    titles = [
+        f"task {task_ids[i]}: {'reached' if rollouts.success[i] else 'missed'} "
+        f"({rollouts.lengths[i]} steps)"
+        for i in shown
+    ]
+    return plot_maze_episodes(
+        path, task, plans, rollouts.observations[shown], rollouts.goals[shown], titles
+    )

@@ -5,10 +5,12 @@ returns and, for Maze2D, its walls. Each family is one module:
 
 - :mod:`planner.tasks.maze2d`: D4RL's Maze2D on Gymnasium-Robotics PointMaze (``MazeTask``);
 - :mod:`planner.tasks.locomotion`: D4RL's Hopper, Walker2d and HalfCheetah (``LocomotionTask``);
+- :mod:`planner.tasks.ogbench`: OGBench's point-mass mazes (``OGBenchMazeTask``);
 - :mod:`planner.tasks.gym`: any registered Gymnasium environment a user names with ``data.env``.
 
-Every task has a ``family`` (``maze2d``, ``locomotion``, ``gym``); code above this package asks
-:func:`get_task` for a dataset's task and branches on that, never on the dataset's name.
+Every task has a ``family`` (``maze2d``, ``locomotion``, ``ogbench``, ``gym``); code above this
+package asks :func:`get_task` for a dataset's task and branches on that, never on the dataset's
+name.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from planner.tasks.locomotion import (
     locomotion_dataset_names,
 )
 from planner.tasks.maze2d import MAZE_TASKS, MazeTask, find_maze_task
+from planner.tasks.ogbench import OGBENCH_TASKS, OGBenchMazeTask, find_ogbench_task
 
-Task = MazeTask | LocomotionTask
+Task = MazeTask | LocomotionTask | OGBenchMazeTask
 
 
 def get_task(dataset: str, env: str | None = None) -> Task | None:
@@ -35,22 +38,24 @@ def get_task(dataset: str, env: str | None = None) -> Task | None:
     if env is not None:
         known = (task for task in LOCOMOTION_TASKS.values() if task.gym_id == env)
         return next(known, None) or gym_task(env)
-    return find_maze_task(dataset) or find_locomotion_task(dataset)
+    return find_maze_task(dataset) or find_ogbench_task(dataset) or find_locomotion_task(dataset)
 
 
 def generated_names() -> tuple[str, ...]:
     """Every dataset name ``planner data generate`` regenerates without ``data.env``."""
-    return (*MAZE_TASKS, *locomotion_dataset_names())
+    return (*MAZE_TASKS, *locomotion_dataset_names(), *OGBENCH_TASKS)
 
 
 def generated_family(dataset: str, env: str | None = None) -> str:
-    """Which family's generator regenerates ``dataset``: ``maze2d`` or ``locomotion`` for the
-    names of :func:`generated_names`, ``gym`` for a dataset of ``env``. A ``ValueError`` naming
-    what is accepted otherwise."""
+    """Which family's generator regenerates ``dataset``: ``maze2d``, ``locomotion`` or
+    ``ogbench`` for the names of :func:`generated_names`, ``gym`` for a dataset of ``env``. A
+    ``ValueError`` naming what is accepted otherwise."""
     if dataset in MAZE_TASKS:
         return "maze2d"
     if dataset in locomotion_dataset_names():
         return "locomotion"
+    if dataset in OGBENCH_TASKS:
+        return "ogbench"
     own = ""
     if env is not None:
         try:
@@ -60,7 +65,9 @@ def generated_family(dataset: str, env: str | None = None) -> str:
         else:
             return "gym"
     raise ValueError(
-        f"data.dataset must be a Maze2D id ({', '.join(MAZE_TASKS)}) or a locomotion name "
-        f"(<{'|'.join(LOCOMOTION_TASKS)}>-<{'|'.join(DATASET_KINDS)}>-v2) to be regenerated"
+        f"data.dataset must be a Maze2D id ({', '.join(MAZE_TASKS)}), a locomotion name "
+        f"(<{'|'.join(LOCOMOTION_TASKS)}>-<{'|'.join(DATASET_KINDS)}>-v2) or an OGBench "
+        f"pointmaze name (pointmaze-<medium|large|giant|teleport>-<navigate|stitch>-v0) to be "
+        f"regenerated"
         f"{own}; got {dataset!r}"
     )

@@ -1,0 +1,119 @@
+"""OGBench's evaluation protocol for the pointmaze tasks, with any policy.
+
+OGBench (``impls/main.py``, ``impls/utils/evaluation.py``) runs each of a maze's 5 evaluation
+tasks for 20 episodes (``--eval_episodes``) and reports the mean of ``info["success"]`` at the
+last step, which, with the episode ending at the goal, is whether the goal was reached within
+the 1,000 steps. Here ``eval.episodes`` episodes are spread evenly over the tasks (100: 20 per
+task), episode ``i`` reset with its own seed (:func:`planner.eval.rollouts.episode_seed`).
+
+The planner's policy (:func:`planner_policy`) composes the run's model as ``plan`` says with no
+knowledge of the walls (no wall term, no map search, no oracle): plans from the position to the
+goal, pursued along their path by the point mass's displacement controller, replanned under
+the ``eval`` section's rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from planner.config import Config, ConfigError
+from planner.control.policies import (
+    Policy,
+    ReplanRule,
+    goal_feedback_policy,
+    planner_plan_fn,
+    receding_horizon_policy,
+)
+from planner.eval.rollouts import Rollouts, run_episodes
+from planner.planning.build import build_planner
+from planner.planning.run import TrainedRun
+from planner.tasks.ogbench import N_TASKS, STEP_SIZE, OGBenchMazeTask
+
+
+def planner_policy(run: TrainedRun, config: Config) -> Policy:
+    """The receding-horizon planner of ``config`` (``plan`` and ``eval`` sections) for an
+    OGBench maze: no walls (``plan.walls`` must be ``off``), path pursuit required."""
+    settings, plan = config.eval, config.plan
+    if plan.walls != "off":
+        raise ConfigError("OGBench mazes' walls are not known to the planner: set plan.walls: off")
+    if settings.lookahead is None:
+        raise ConfigError("the point mass pursues its plans: set eval.lookahead (maze units)")
+    planner = build_planner(run, config, None)[0]
+    warm_level = settings.warm_start_level if settings.policy == "mpc" else None
+    plan_fn = planner_plan_fn(
+        {0: planner}, warm_level, plan.seed, plan.n_candidates, plan.impose_goal, plan.average_best
+    )
+    rule = ReplanRule()
+    if settings.policy == "mpc":
+        rule = ReplanRule(
+            every=settings.replan_every,
+            deviation=settings.replan_deviation,
+            pin_arrival=settings.pin_arrival,
+        )
+    return receding_horizon_policy(
+        plan_fn, run.layout, rule, lookahead=settings.lookahead, step_size=STEP_SIZE
+    )
+
+
+def gcbc_policy(act: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Policy:
+    """A goal-conditioned policy that never plans: ``act(observations [B, 2], goals [B, 2])``
+    gives the actions, clipped to the action range as OGBench's evaluation clips them."""
+    return goal_feedback_policy(lambda obs, goals: np.clip(act(obs, goals), -1.0, 1.0))
+
+
+def task_of(episode: int, episodes: int) -> int:
+    """The evaluation task (1 to 5) of ``episode`` among ``episodes`` spread evenly over them."""
+    return episode // (episodes // N_TASKS) + 1
+
+
+def evaluate(
+    policy: Policy,
+    task: OGBenchMazeTask,
+    episodes: int,
+    seed: int,
+    batch_size: int,
+    show_progress: bool = True,
+) -> tuple[Rollouts, np.ndarray]:
+    """``(rollouts, task_ids [N])`` of ``episodes`` episodes (a multiple of 5) of ``task``'s
+    evaluation tasks under ``policy``, ``batch_size`` at a time."""
+    if episodes % N_TASKS:
+        raise ConfigError(f"eval.episodes must be a multiple of {N_TASKS} (one share per task)")
+    task_ids = np.array([task_of(i, episodes) for i in range(episodes)])
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    parts: list[Rollouts] = []
+    with Progress(*columns, TimeElapsedColumn(), disable=not show_progress) as progress:
+        bar = progress.add_task(f"eval {task.name}", total=episodes)
+        for first in range(0, episodes, batch_size):
+            batch = range(first, min(first + batch_size, episodes))
+            envs = [task.make_env(int(task_ids[i])) for i in batch]
+            parts.append(run_episodes(envs, policy, batch, seed, task.max_episode_steps))
+            success = np.concatenate([part.success for part in parts]).mean()
+            progress.update(
+                bar, advance=len(batch), description=f"eval {task.name}: success {success:.0%}"
+            )
+    return Rollouts.concatenate(parts), task_ids
+
+
+def success_summary(rollouts: Rollouts, task_ids: np.ndarray) -> dict[str, Any]:
+    """Success rate (percent) ± standard error over episodes, overall and per task, and the
+    median steps to the goal of the episodes that reached it."""
+
+    def rate(success: np.ndarray) -> dict[str, float]:
+        mean = float(success.mean())
+        error = float(success.std(ddof=1) / np.sqrt(len(success))) if len(success) > 1 else 0.0
+        return {"success": round(100 * mean, 1), "stderr": round(100 * error, 1)}
+
+    success = rollouts.success
+    reached = rollouts.time_to_goal[success]
+    return {
+        **rate(success),
+        "episodes": len(success),
+        "per_task": {
+            f"task{k}": rate(success[task_ids == k]) for k in np.unique(task_ids).tolist()
+        },
+        "median_steps_to_goal": float(np.median(reached)) if len(reached) else None,
+    }
