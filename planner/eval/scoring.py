@@ -247,13 +247,11 @@ def write_episode_figure(
     task: OGBenchMazeTask,
     rollouts: Rollouts,
     task_ids: np.ndarray,
-    run: TrainedRun | None = None,
+    run: TrainedRun,
 ) -> Path:
-    """The first episode of each evaluation task: its first plan (with a ``run``) and path."""
+    """The first episode of each evaluation task: its first plan and its path."""
     shown = np.array([np.flatnonzero(task_ids == k)[0] for k in np.unique(task_ids)])
-    plans = rollouts.first_plans[shown]
-    if run is not None:
-        plans = plans[..., list(run.layout.position_columns)]
+    plans = rollouts.first_plans[shown][..., list(run.layout.position_columns)]
     titles = [
         f"task {task_ids[i]}: {'reached' if rollouts.success[i] else 'missed'} "
         f"({rollouts.lengths[i]} steps)"
