@@ -5,7 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: setup demo test test-all lint format bench-data bench results-data \
-	reproduce-maze2d reproduce-compose reproduce-locomotion reproduce-control sampler-plans \
+	reproduce-maze2d reproduce-compose reproduce-locomotion reproduce-control reproduce-ogbench \
+	sampler-plans \
 	hierarchy-settings locomotion-settings data-locomotion training-report gpu-check clean
 
 $(STAMP): pyproject.toml
@@ -63,6 +64,9 @@ sampler-plans: setup  ## samplers side by side on first plans, Medium detours ->
 
 reproduce-locomotion: setup  ## locomotion data, planner + BC at the CPU budget -> results/locomotion.md
 	$(BIN)/python scripts/reproduce_locomotion.py
+
+reproduce-ogbench: setup  ## OGBench pointmaze: regenerated data, planner and GCBC -> results/ogbench.md
+	$(BIN)/python scripts/reproduce_ogbench.py
 
 reproduce-control: setup  ## closed-loop MPC against open loop on U-Maze -> results/control.md (~1 h CPU)
 	$(BIN)/planner data generate maze2d-umaze-v1
