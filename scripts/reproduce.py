@@ -210,6 +210,11 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
+def read_record(path: Path) -> dict[str, Any]:
+    """The rows measured so far (none if the file does not exist yet)."""
+    return json.loads(path.read_text()) if path.is_file() else {"rows": []}
+
+
 def training_record(metrics: list[dict[str, Any]]) -> dict[str, Any]:
     """Steps, wall time (all sessions) and last throughput of a run, from its metrics rows."""
     return {

@@ -33,7 +33,7 @@ from typing import Any
 
 import jax
 import numpy as np
-from reproduce import read_metrics, train_unless_done, training_record
+from reproduce import read_metrics, read_record, train_unless_done, training_record
 
 from planner.config import load_config
 from planner.data.sources import load_episodes
@@ -359,11 +359,6 @@ def markdown(record: dict[str, Any]) -> str:
         for kind in ("diffusion", "bc"):
             lines.append(f"![{row['dataset']} {kind}]({row[kind]['figure']})")
     return "\n".join(lines) + "\n"
-
-
-def read_record(path: Path) -> dict[str, Any]:
-    """The rows measured so far (none if the file does not exist yet)."""
-    return json.loads(path.read_text()) if path.is_file() else {"rows": []}
 
 
 def with_row(rows: list[dict[str, Any]], row: dict[str, Any]) -> list[dict[str, Any]]:
