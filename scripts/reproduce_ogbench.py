@@ -85,6 +85,7 @@ def planner_row(dataset: str, run_root: Path, episodes: int) -> dict[str, Any]:
         "method": "planner",
         **_scores(summary["scores"]),
         "training": training_record(read_metrics(run_dir)),
+        "first_plan_steps_in_walls": summary["first_plan_steps_in_walls"],
         "decisions_per_second": summary["decisions_per_second"],
         "eval_seconds": summary["seconds"],
         "plan": summary["plan"],
@@ -152,6 +153,16 @@ def _scores(summary: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def steps_in_walls(row: dict[str, Any]) -> str:
+    """The percent of first plans' steps in walls, overall (per task), or a dash (GCBC does not
+    plan; rows measured before the field existed)."""
+    in_walls = row.get("first_plan_steps_in_walls")
+    if in_walls is None:
+        return "–"
+    per_task = " / ".join(f"{value:.0f}" for value in in_walls["per_task"].values())
+    return f"{in_walls['percent']:.0f} ({per_task})"
+
+
 def percent(row: dict[str, Any]) -> str:
     return f"{100 * row['success']:.0f} ± {100 * row['stderr']:.0f}"
 
@@ -177,15 +188,15 @@ def markdown(record: dict[str, Any]) -> str:
         "## Measured here",
         "",
         "| dataset | method | success % | task 1 | task 2 | task 3 | task 4 | task 5 | episodes "
-        "| training | decisions / s (batched) | eval min |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| first plans' steps in walls % | training | decisions / s (batched) | eval min |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         tasks = [f"{row['per_task'][f'task{k}']['success']:.0f}" for k in range(1, 6)]
         training = row["training"]
         lines.append(
             f"| {row['dataset']} | {row['method']} | {percent(row)} | {' | '.join(tasks)} | "
-            f"{row['episodes']} | {training['steps']:,} steps, {training['wall_minutes']} min | "
+            f"{row['episodes']} | {steps_in_walls(row)} | {training['steps']:,} steps, {training['wall_minutes']} min | "
             f"{row['decisions_per_second']} | {row['eval_seconds'] / 60:.1f} |"
         )
     lines += [

@@ -11,7 +11,7 @@ from planner.control.policies import ReplanRule, receding_horizon_policy
 from planner.control.tracking import displacement_actions, pursuit_targets
 from planner.energies.terms import Layout
 from planner.tasks import generated_family, generated_names, get_task
-from planner.tasks.ogbench import OGBENCH_TASKS, find_ogbench_task
+from planner.tasks.ogbench import OGBENCH_TASKS, find_ogbench_task, inside_walls
 
 pytest.importorskip("ogbench")
 
@@ -163,6 +163,18 @@ def test_the_protocol_spreads_episodes_over_the_five_tasks_and_scores_success():
     assert np.all(rollouts.lengths == 1000)
     with pytest.raises(Exception, match="multiple of 5"):
         protocol.evaluate(policy, MEDIUM_STITCH, 7, 0, 5, show_progress=False)
+
+
+def test_plan_steps_in_walls_are_counted_by_ogbenchs_cells():
+    # medium: cell (row 1, column 1) at (0, 0) is free, (1, 3) at (8, 0) is a wall
+    assert inside_walls("medium", np.array([[0.0, 0.0], [1.9, 0.0], [8.0, 0.0], [-3.0, 0.0]])).tolist() == [
+        False, False, True, True,
+    ]  # fmt: skip
+    free, through = np.zeros((4, 2)), np.array([[0.0, 0.0], [4.0, 0.0], [8.0, 0.0], [9.0, 0.0]])
+    summary = protocol.steps_in_walls_summary(
+        MEDIUM_STITCH, np.stack([free, through]), np.array([1, 2])
+    )
+    assert summary["per_task"] == {"task1": 0.0, "task2": 50.0} and summary["percent"] == 25.0
 
 
 def test_gcbc_goals_are_later_steps_of_the_same_episode():

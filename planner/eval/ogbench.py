@@ -31,7 +31,7 @@ from planner.control.policies import (
 from planner.eval.rollouts import Rollouts, run_episodes
 from planner.planning.build import build_planner
 from planner.planning.run import TrainedRun
-from planner.tasks.ogbench import N_TASKS, STEP_SIZE, OGBenchMazeTask
+from planner.tasks.ogbench import N_TASKS, STEP_SIZE, OGBenchMazeTask, inside_walls
 
 
 def planner_policy(run: TrainedRun, config: Config) -> Policy:
@@ -116,4 +116,20 @@ def success_summary(rollouts: Rollouts, task_ids: np.ndarray) -> dict[str, Any]:
             f"task{k}": rate(success[task_ids == k]) for k in np.unique(task_ids).tolist()
         },
         "median_steps_to_goal": float(np.median(reached)) if len(reached) else None,
+    }
+
+
+def steps_in_walls_summary(
+    task: OGBenchMazeTask, plans: np.ndarray, task_ids: np.ndarray
+) -> dict[str, Any]:
+    """Percent of the steps of ``plans`` [N, S, 2] (positions of each episode's first plan) that
+    lie in a wall cell, over all episodes and per task: how well the model knows the maze
+    (measured with the walls, which the planner never sees; a plan cutting a corner counts)."""
+    in_walls = inside_walls(task.maze, plans).mean(axis=-1)
+    return {
+        "percent": round(100 * float(in_walls.mean()), 1),
+        "per_task": {
+            f"task{k}": round(100 * float(in_walls[task_ids == k].mean()), 1)
+            for k in np.unique(task_ids).tolist()
+        },
     }

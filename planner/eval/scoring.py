@@ -236,6 +236,9 @@ def _ogbench_eval(
         "env": task.env_id,
         **_provenance(run, config, seconds),
         "scores": ogbench.success_summary(rollouts, task_ids),
+        "first_plan_steps_in_walls": ogbench.steps_in_walls_summary(
+            task, rollouts.first_plans[..., list(run.layout.position_columns)], task_ids
+        ),
         "decisions_per_second": round(float(rollouts.lengths.sum()) / seconds, 1),
         "success": rollouts.success.tolist(),
         "lengths": rollouts.lengths.tolist(),

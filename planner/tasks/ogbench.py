@@ -140,3 +140,15 @@ def wall_rectangles(maze: str) -> list[tuple[float, float, float, float]]:
          i * MAZE_UNIT - 4 + half)
         for i, j in zip(*np.nonzero(maze_map(maze)), strict=True)
     ]  # fmt: skip
+
+
+def inside_walls(maze: str, points: np.ndarray) -> np.ndarray:
+    """``[...]`` bool: whether each of ``points`` [..., 2] (``x, y``) lies in a wall cell of
+    ``maze`` or outside it (for measuring plans; the planner never sees the walls)."""
+    layout = maze_map(maze)
+    cells = np.round((np.asarray(points) + MAZE_UNIT) / MAZE_UNIT).astype(int)  # centres' inverse
+    rows, columns = cells[..., 1], cells[..., 0]
+    inside = (rows >= 0) & (rows < layout.shape[0]) & (columns >= 0) & (columns < layout.shape[1])
+    walls = np.ones(rows.shape, bool)
+    walls[inside] = layout[rows[inside], columns[inside]] == 1
+    return walls
