@@ -56,6 +56,22 @@ PUBLISHED: dict[str, dict[str, str]] = {
         "GCBC": "9 ± 6", "GCIVL": "63 ± 6", "GCIQL": "53 ± 8", "QRL": "82 ± 5",
         "CRL": "29 ± 7", "HIQL": "79 ± 5",
     },
+    "pointmaze-large-stitch-v0": {
+        "GCBC": "7 ± 5", "GCIVL": "12 ± 6", "GCIQL": "31 ± 2", "QRL": "84 ± 15",
+        "CRL": "0 ± 0", "HIQL": "13 ± 6", "CompDiffuser": "100 ± 0",
+    },
+    "pointmaze-large-navigate-v0": {
+        "GCBC": "29 ± 6", "GCIVL": "45 ± 5", "GCIQL": "34 ± 3", "QRL": "86 ± 9",
+        "CRL": "39 ± 7", "HIQL": "58 ± 5",
+    },
+    "pointmaze-giant-stitch-v0": {
+        "GCBC": "0 ± 0", "GCIVL": "0 ± 0", "GCIQL": "0 ± 0", "QRL": "50 ± 8",
+        "CRL": "0 ± 0", "HIQL": "0 ± 0", "CompDiffuser": "68 ± 3",
+    },
+    "pointmaze-giant-navigate-v0": {
+        "GCBC": "1 ± 2", "GCIVL": "0 ± 0", "GCIQL": "0 ± 0", "QRL": "68 ± 7",
+        "CRL": "27 ± 10", "HIQL": "46 ± 9",
+    },
 }  # fmt: skip
 PUBLISHED_METHODS = ("GCBC", "GCIVL", "GCIQL", "QRL", "CRL", "HIQL", "CompDiffuser")
 
