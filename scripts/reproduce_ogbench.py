@@ -35,6 +35,7 @@ from reproduce import (
 )
 
 from planner.config import load_config
+from planner.data.ogbench import dataset_statistics
 from planner.data.sources import load_episodes
 from planner.eval import ogbench
 from planner.eval.scoring import run_eval
@@ -84,6 +85,12 @@ def config_file(dataset: str) -> Path:
 def shipped_datasets() -> list[str]:
     """Every OGBench pointmaze dataset with a config in configs/."""
     return [name for name in OGBENCH_TASKS if config_file(name).is_file()]
+
+
+def statistics(dataset: str) -> dict[str, Any]:
+    """The statistics of ``dataset``'s file (regenerated if missing) beside OGBench's recipe."""
+    episodes = load_episodes(load_config(config_file(dataset)).data)
+    return dataset_statistics(OGBENCH_TASKS[dataset], episodes)
 
 
 def planner_row(dataset: str, run_root: Path, episodes: int) -> dict[str, Any]:
@@ -227,8 +234,33 @@ def markdown(record: dict[str, Any]) -> str:
         published = PUBLISHED.get(dataset, {})
         cells = [published.get(method, "–") for method in PUBLISHED_METHODS]
         lines.append(f"| {dataset} | " + " | ".join(cells) + " |")
-    lines += ["", *planner_settings(rows)]
+    lines += ["", *dataset_lines(record.get("datasets", {})), "", *planner_settings(rows)]
     return "\n".join(lines) + "\n"
+
+
+def dataset_lines(datasets: dict[str, dict[str, Any]]) -> list[str]:
+    """The datasets' table: what each file holds beside OGBench's recipe."""
+    lines = [
+        "## Datasets (regenerated; OGBench's recipe in brackets)",
+        "",
+        "| dataset | steps | episodes × steps | step length | episode: straight cells "
+        "| episode: route cells | free cells visited |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, data in sorted(datasets.items()):
+        lines.append(
+            f"| {name} | {data['steps']:,} ({data['recipe_steps']:,}) | {data['episodes']:,} × "
+            f"{data['episode_steps']} ({data['recipe_episodes']:,}) | {data['mean_step_length']} "
+            f"| {data['mean_episode_displacement_cells']} | {data['mean_episode_route_cells']} "
+            f"| {100 * data['free_cells_visited']:.0f} % |"
+        )
+    return [
+        *lines,
+        "",
+        "Step length in maze units per step (a step moves at most 0.2); an episode's straight "
+        "and route distances are between its first and last cell (stitch episodes are made "
+        "between cells 4 apart along the route).",
+    ]
 
 
 def planner_settings(rows: list[dict[str, Any]]) -> list[str]:
@@ -260,12 +292,18 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--run-root", type=Path, default=Path("runs"))
     parser.add_argument("--render-only", action="store_true", help="rewrite the .md only")
+    parser.add_argument(
+        "--statistics-only", action="store_true", help="the datasets' statistics, no methods"
+    )
     args = parser.parse_args()
     json_path = RESULTS / "ogbench.json"
     measures = {"planner": planner_row, "GCBC": gcbc_row}
     if not args.render_only:
         for dataset in args.datasets or shipped_datasets():
-            for method in args.methods or measures:
+            record = read_record(json_path)
+            record.setdefault("datasets", {})[dataset] = statistics(dataset)
+            json_path.write_text(json.dumps(record, indent=2) + "\n")
+            for method in [] if args.statistics_only else args.methods or measures:
                 row = measures[method](dataset, args.run_root, args.episodes) | where_made()
                 print(f"{dataset} {method}: {percent(row)} %", flush=True)
                 record = read_record(json_path)  # read late: another process may add a row

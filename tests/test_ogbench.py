@@ -11,7 +11,7 @@ from planner.control.policies import ReplanRule, receding_horizon_policy
 from planner.control.tracking import displacement_actions, pursuit_targets
 from planner.energies.terms import Layout
 from planner.tasks import generated_family, generated_names, get_task
-from planner.tasks.ogbench import OGBENCH_TASKS, find_ogbench_task, inside_walls
+from planner.tasks.ogbench import OGBENCH_TASKS, cells_of, find_ogbench_task, inside_walls
 
 pytest.importorskip("ogbench")
 
@@ -90,6 +90,11 @@ def test_written_dataset_loads_as_one_episode_per_terminal(tmp_path):
     assert set(episodes.episode_lengths) == {201}
     assert not episodes.terminals.any() and episodes.timeouts.sum() == 10
     assert "qpos" in episodes.infos
+    statistics = data.dataset_statistics(MEDIUM_STITCH, episodes)
+    assert statistics["episodes"] == 10 and statistics["episode_steps"] == 201
+    assert statistics["recipe_steps"] == 5000 * 201
+    assert statistics["mean_episode_route_cells"] == 4.0  # stitch goals are 4 cells away
+    assert 0.1 < statistics["mean_step_length"] <= 0.2 + 1e-6
 
 
 def test_planner_data_generate_writes_an_ogbench_file(tmp_path, capsys):
@@ -167,9 +172,9 @@ def test_the_protocol_spreads_episodes_over_the_five_tasks_and_scores_success():
 
 def test_plan_steps_in_walls_are_counted_by_ogbenchs_cells():
     # medium: cell (row 1, column 1) at (0, 0) is free, (1, 3) at (8, 0) is a wall
-    assert inside_walls("medium", np.array([[0.0, 0.0], [1.9, 0.0], [8.0, 0.0], [-3.0, 0.0]])).tolist() == [
-        False, False, True, True,
-    ]  # fmt: skip
+    points = np.array([[0.0, 0.0], [1.9, 0.0], [8.0, 0.0], [-3.0, 0.0]])
+    assert inside_walls("medium", points).tolist() == [False, False, True, True]
+    assert cells_of(np.array([[0.0, 0.0], [8.0, 4.0]])).tolist() == [[1, 1], [2, 3]]  # (row, col)
     free, through = np.zeros((4, 2)), np.array([[0.0, 0.0], [4.0, 0.0], [8.0, 0.0], [9.0, 0.0]])
     summary = protocol.steps_in_walls_summary(
         MEDIUM_STITCH, np.stack([free, through]), np.array([1, 2])

@@ -24,11 +24,13 @@ import functools
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from planner.data.episodes import Episodes, make_episodes
-from planner.tasks.ogbench import OGBenchMazeTask
+from planner.tasks.ogbench import MAZE_UNIT, OGBenchMazeTask, cells_of
+from planner.tasks.ogbench import maze_map as layout_of
 
 ACTION_NOISE = 0.5  # commands.sh: --noise=0.5 for every pointmaze dataset
 STITCH_CELLS = 4  # stitch goals are this many cells from the start
@@ -189,3 +191,38 @@ def load_pointmaze(path: Path) -> Episodes:
     arrays["timeouts"] = ends
     arrays["rewards"] = np.zeros(len(ends), np.float32)
     return make_episodes(str(path), arrays, expected_dims=(2, 2))
+
+
+def dataset_statistics(task: OGBenchMazeTask, episodes: Episodes) -> dict[str, Any]:
+    """What a pointmaze dataset holds, beside what OGBench's recipe for ``task`` makes: sizes,
+    the mean distance moved per step, and per episode the straight distance and the shortest
+    route in cells between its first and last cell (stitch episodes are made 4 cells long),
+    and the share of the maze's free cells the data visits."""
+    layout = layout_of(task.maze)
+    first = episodes.boundaries[:-1]
+    last = episodes.boundaries[1:] - 1
+    positions = episodes.observations[:, :2]
+    steps = np.linalg.norm(np.diff(positions, axis=0), axis=1)
+    within = np.ones(len(steps), bool)
+    within[last[:-1]] = False  # no step across an episode boundary
+    start_cells, end_cells = cells_of(positions[first]), cells_of(positions[last])
+    distances = {}
+    routes = []
+    for start, end in zip(map(tuple, start_cells), map(tuple, end_cells), strict=True):
+        if end not in distances:
+            distances[end] = cell_distances(layout, end)
+        routes.append(distances[end][start])
+    visited = {tuple(cell) for cell in cells_of(positions)}
+    return {
+        "steps": int(episodes.n_steps),
+        "episodes": len(first),
+        "episode_steps": int(np.median(episodes.episode_lengths)),
+        "recipe_steps": task.data_episodes * task.data_episode_steps,
+        "recipe_episodes": task.data_episodes,
+        "mean_step_length": round(float(steps[within].mean()), 3),
+        "mean_episode_displacement_cells": round(
+            float(np.linalg.norm(positions[last] - positions[first], axis=1).mean() / MAZE_UNIT), 2
+        ),
+        "mean_episode_route_cells": round(float(np.mean(routes)), 2),
+        "free_cells_visited": round(len(visited) / len(free_cells(layout)), 3),
+    }

@@ -142,12 +142,19 @@ def wall_rectangles(maze: str) -> list[tuple[float, float, float, float]]:
     ]  # fmt: skip
 
 
+def cells_of(points: np.ndarray) -> np.ndarray:
+    """``[..., 2]`` integer ``(row, column)`` of the maze cell of each of ``points`` [..., 2]
+    (``x, y``): the inverse of the cell centres."""
+    cells = np.round((np.asarray(points) + MAZE_UNIT) / MAZE_UNIT).astype(int)
+    return cells[..., ::-1]
+
+
 def inside_walls(maze: str, points: np.ndarray) -> np.ndarray:
     """``[...]`` bool: whether each of ``points`` [..., 2] (``x, y``) lies in a wall cell of
     ``maze`` or outside it (for measuring plans; the planner never sees the walls)."""
     layout = maze_map(maze)
-    cells = np.round((np.asarray(points) + MAZE_UNIT) / MAZE_UNIT).astype(int)  # centres' inverse
-    rows, columns = cells[..., 1], cells[..., 0]
+    cells = cells_of(points)
+    rows, columns = cells[..., 0], cells[..., 1]
     inside = (rows >= 0) & (rows < layout.shape[0]) & (columns >= 0) & (columns < layout.shape[1])
     walls = np.ones(rows.shape, bool)
     walls[inside] = layout[rows[inside], columns[inside]] == 1
