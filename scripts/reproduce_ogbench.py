@@ -95,8 +95,7 @@ def statistics(dataset: str) -> dict[str, Any]:
 
 def planner_row(dataset: str, run_root: Path, episodes: int) -> dict[str, Any]:
     """Train the planner's run of ``dataset`` unless done and evaluate it."""
-    config = config_file(dataset)
-    load_episodes(load_config(config).data)  # regenerates a missing dataset
+    config = config_file(dataset)  # its dataset exists: main computed its statistics first
     run_dir = run_root / dataset.removesuffix("-v0")
     train_unless_done(config, [], run_dir)
     summary = run_eval(run_dir, config, [f"eval.episodes={episodes}", f"eval.seed={SEED}"])
@@ -219,7 +218,8 @@ def markdown(record: dict[str, Any]) -> str:
         training = row["training"]
         lines.append(
             f"| {row['dataset']} | {row['method']} | {percent(row)} | {' | '.join(tasks)} | "
-            f"{row['episodes']} | {steps_in_walls(row)} | {training['steps']:,} steps, {training['wall_minutes']} min | "
+            f"{row['episodes']} | {steps_in_walls(row)} | "
+            f"{training['steps']:,} steps, {training['wall_minutes']} min | "
             f"{row['decisions_per_second']} | {row['eval_seconds'] / 60:.1f} |"
         )
     lines += [

@@ -112,9 +112,7 @@ def success_summary(rollouts: Rollouts, task_ids: np.ndarray) -> dict[str, Any]:
     return {
         **rate(success),
         "episodes": len(success),
-        "per_task": {
-            f"task{k}": rate(success[task_ids == k]) for k in np.unique(task_ids).tolist()
-        },
+        "per_task": per_task(rate, success, task_ids),
         "median_steps_to_goal": float(np.median(reached)) if len(reached) else None,
     }
 
@@ -126,10 +124,16 @@ def steps_in_walls_summary(
     lie in a wall cell, over all episodes and per task: how well the model knows the maze
     (measured with the walls, which the planner never sees; a plan cutting a corner counts)."""
     in_walls = inside_walls(task.maze, plans).mean(axis=-1)
-    return {
-        "percent": round(100 * float(in_walls.mean()), 1),
-        "per_task": {
-            f"task{k}": round(100 * float(in_walls[task_ids == k].mean()), 1)
-            for k in np.unique(task_ids).tolist()
-        },
-    }
+
+    def percent(shares: np.ndarray) -> float:
+        return round(100 * float(shares.mean()), 1)
+
+    return {"percent": percent(in_walls), "per_task": per_task(percent, in_walls, task_ids)}
+
+
+def per_task(
+    reduce: Callable[[np.ndarray], Any], values: np.ndarray, task_ids: np.ndarray
+) -> dict[str, Any]:
+    """``{"task<k>": reduce(values[task_ids == k])}`` for each task ``k`` of ``task_ids`` [N];
+    ``values`` [N] one per episode."""
+    return {f"task{k}": reduce(values[task_ids == k]) for k in np.unique(task_ids).tolist()}
