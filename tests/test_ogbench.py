@@ -162,6 +162,8 @@ def test_the_protocol_spreads_episodes_over_the_five_tasks_and_scores_success():
     summary = protocol.success_summary(rollouts, task_ids)
     assert summary["success"] == 100.0 and summary["episodes"] == 5
     assert np.all(rollouts.lengths < 1000)  # the episode ends at the goal
+    for path, length in zip(rollouts.observations, rollouts.lengths, strict=True):
+        assert (path[length:] == path[length]).all()  # the last observation repeated after it
     standing = protocol.gcbc_policy(lambda observations, goals: np.zeros_like(observations))
     rollouts, task_ids = protocol.evaluate(standing, MEDIUM_STITCH, 5, 0, 5, show_progress=False)
     assert protocol.success_summary(rollouts, task_ids)["per_task"]["task1"]["success"] == 0.0

@@ -127,6 +127,7 @@ def run_episodes(
         on_step(len(stepping))
         if not alive.any():
             break
+    observations[:, lengths.max() + 1 :] = observation[:, None]  # after all ended: the last
     shares = np.full(batch, policy_seconds / batch)
     return Rollouts(
         ids, rewards, observations, lengths, terminated, goals, first_plans, contacts, shares,
