@@ -8,6 +8,7 @@ planner train --config FILE [--set section.key=value ...] [--run-dir DIR]
 planner train-value --config FILE [--set ...] [--run-dir DIR]
 planner train-bc --config FILE [--set ...] [--run-dir DIR]
 planner train-invdyn --config FILE [--set ...] [--run-dir DIR]
+planner train-goal-value --config FILE [--set ...] [--run-dir DIR]
 planner plan --run RUN_DIR [--config FILE] [--set plan.key=value ...] [--start x,y] [--goal x,y]
 planner eval --run RUN_DIR [--episodes N] [--seed S] [--multi-task] [--policy mpc] [--set ...]
 planner config show --config FILE [--set section.key=value ...] [--out FILE]
@@ -146,6 +147,17 @@ def build_parser() -> argparse.ArgumentParser:
             )  # fmt: skip
         trainer.set_defaults(handler=_train, kind=kind, also=[])
 
+    goal_value = commands.add_parser(
+        "train-goal-value",
+        help="train a goal-conditioned value, a learned temporal distance (eval.subgoal_value)",
+    )
+    goal_value.add_argument("--config", required=True, type=Path)
+    goal_value.add_argument("--set", action="append", default=[], metavar="section.key=value")
+    goal_value.add_argument(
+        "--run-dir", type=Path, help="default: <logging.run_root>/<config name>-goalvalue"
+    )
+    goal_value.set_defaults(handler=_train_goal_value)
+
     plan = commands.add_parser("plan", help="plan with a trained run, goals and constraints")
     plan.add_argument("--run", required=True, type=Path, help="a `planner train` run directory")
     plan.add_argument("--config", type=Path, help="a YAML file whose plan: section is used")
@@ -173,10 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument(
         "--policy",
-        choices=("open_loop", "mpc", "route"),
+        choices=("open_loop", "mpc", "route", "straight"),
         help="open_loop: one tracked plan per episode (the D4RL protocol; default); "
         "mpc: receding-horizon replanning that holds the goal once reached; route: mpc "
-        "following the shortest route over the known walls, no model (a map-assisted baseline)",
+        "following the shortest route over the known walls, no model (a map-assisted baseline); "
+        "straight (OGBench): mpc along straight lines to the goal or subgoal, no model",
     )
     evaluate.add_argument("--replan-every", type=int, metavar="K", help="mpc: replan every K steps")
     evaluate.add_argument(
@@ -545,6 +558,20 @@ def _train(args: argparse.Namespace) -> int:
             f"(loss {summary.get('loss', float('nan')):.4f}, "
             f"{summary.get('steps_per_second', float('nan')):.1f} steps/s)"
         )
+    return 0
+
+
+def _train_goal_value(args: argparse.Namespace) -> int:
+    from planner.gcvalue import train_goal_value_run
+
+    config = load_config(args.config, args.set)
+    default = Path(config.logging.run_root) / f"{args.config.stem}-goalvalue"
+    run_dir = args.run_dir or default
+    record = train_goal_value_run(config, run_dir)
+    print(
+        f"goal value of {record['steps']:,} steps in {run_dir} ({record['wall_minutes']} min, "
+        f"last loss {record['loss_per_1000_steps'][-1]})"
+    )
     return 0
 
 

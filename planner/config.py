@@ -199,6 +199,12 @@ class TrainConfig:
     bc_steps: int = _field(
         100_000, "Gradient steps of `planner train-bc` (the behaviour-cloning baseline).", ge=1
     )
+    goal_value_steps: int = _field(
+        30_000,
+        "Gradient steps of `planner train-goal-value` (the temporal distance that "
+        "eval.subgoal_value picks subgoals with).",
+        ge=1,
+    )
     invdyn_steps: int = _field(
         20_000,
         "Gradient steps of `planner train-invdyn` (the inverse-dynamics model that "
@@ -345,14 +351,16 @@ class EvalConfig:
     episodes: int = _field(100, "Evaluation episodes.", ge=1)
     seed: int = _field(0, "Seed of the start (and goal) distribution.", ge=0)
     multi_task: bool = _field(False, "Random goal per episode (Multi2D) instead of the fixed one.")
-    policy: Literal["open_loop", "mpc", "route"] = _field(
+    policy: Literal["open_loop", "mpc", "route", "straight"] = _field(
         "open_loop",
         "open_loop: one plan per episode, tracked (the D4RL protocol). mpc: receding-horizon "
         "control, replanning by the rules below and holding the goal once reached. route "
         "(Maze2D): a baseline with no model, map-assisted: mpc whose plans are the shortest "
         "free route around the known walls and the plan's obstacles at eval.route_speed, "
         "followed by the same rules, tracking or pursuit and latch (warm_start_level and "
-        "arrival_search do not apply: a route arrives as early as it can).",
+        "arrival_search do not apply: a route arrives as early as it can). straight "
+        "(OGBench): a baseline with no model: mpc whose plans are straight lines to the goal, "
+        "or to eval.subgoal_value's subgoals (what the learned subgoals do alone).",
     )
     replan_every: int = _field(
         0, "mpc: plan again after this many steps of a plan (0 = not on a schedule).", ge=0
@@ -400,6 +408,19 @@ class EvalConfig:
         "along that route instead, and toward the goal once it is within reach. For goals "
         "beyond what one plan can cover, such as detours around a new obstacle. null: always "
         "plan to the goal.",
+        gt=0,
+    )
+    subgoal_value: str | None = _field(
+        None,
+        "Plan toward subgoals chosen by this goal-conditioned value run (`planner "
+        "train-goal-value`; {run} stands for the diffusion run's directory, e.g. "
+        "'{run}-goalvalue'): where the value puts the goal beyond eval.subgoal_reach steps, "
+        "aim at the dataset observation it puts within reach and nearest the goal. Learned, "
+        "no walls or map. null: always plan to the goal.",
+    )
+    subgoal_reach: float = _field(
+        150.0,
+        "eval.subgoal_value: environment steps a plan can cover, as the value counts them.",
         gt=0,
     )
     route_speed: float = _field(
@@ -631,6 +652,7 @@ def _check_consistency(config: Config, source: str) -> None:
         "steps",
         "value_steps",
         "bc_steps",
+        "goal_value_steps",
         "invdyn_steps",
         "log_every",
         "checkpoint_every",
@@ -641,6 +663,11 @@ def _check_consistency(config: Config, source: str) -> None:
                 f"({train.steps_per_dispatch}); got {getattr(train, name)}"
             )
     evaluation = config.eval
+    if evaluation.policy == "straight" and (named is None or named.family != "ogbench"):
+        raise ConfigError(
+            f"{source}: eval.policy straight is a baseline for OGBench's mazes; got "
+            f"{data.dataset!r}"
+        )
     replans = evaluation.replan_every > 0 or evaluation.replan_deviation > 0
     if evaluation.policy == "open_loop" and replans:
         raise ConfigError(

@@ -30,17 +30,20 @@ HIDDEN = (512, 512, 512)
 
 
 class GoalConditionedMLP(nn.Module):
-    """``(observations [B, O], goals [B, O]) -> actions [B, A]`` in ``[-1, 1]`` (tanh)."""
+    """``(observations [B, O], goals [B, O]) -> outputs [B, out_dim]``, in ``[-1, 1]`` (tanh)
+    when ``squash`` (actions)."""
 
-    action_dim: int
+    out_dim: int
     hidden: tuple[int, ...] = HIDDEN
+    squash: bool = True
 
     @nn.compact
     def __call__(self, observations: jax.Array, goals: jax.Array) -> jax.Array:
         h = jnp.concatenate([observations, goals], axis=-1)
         for features in self.hidden:
             h = nn.gelu(nn.LayerNorm()(nn.Dense(features)(h)))
-        return jnp.tanh(nn.Dense(self.action_dim)(h))
+        out = nn.Dense(self.out_dim)(h)
+        return jnp.tanh(out) if self.squash else out
 
 
 @dataclass(frozen=True)

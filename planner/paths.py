@@ -24,5 +24,6 @@ def d4rl_dir() -> Path:
 
 # A config's runs sit side by side: the diffusion run ``DIR``, its value model ``DIR-value``
 # (where a ``{run}-value`` objective looks), its behaviour-cloning baseline ``DIR-bc`` and its
-# inverse-dynamics model ``DIR-invdyn`` (where ``plan.inverse_dynamics: '{run}-invdyn'`` looks).
+# inverse-dynamics model ``DIR-invdyn`` (where ``plan.inverse_dynamics: '{run}-invdyn'`` looks);
+# `planner train-goal-value` writes ``DIR-goalvalue`` (where ``eval.subgoal_value`` looks).
 RUN_SUFFIXES = {"diffusion": "", "value": "-value", "bc": "-bc", "invdyn": "-invdyn"}

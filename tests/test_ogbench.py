@@ -215,3 +215,47 @@ def test_gcbc_learns_and_round_trips(tmp_path):
     observations, goals = np.zeros((3, 2)), np.ones((3, 2)) * 8
     np.testing.assert_allclose(loaded.act(observations, goals), policy.act(observations, goals))
     assert np.all(np.abs(policy.act(observations, goals)) <= 1.0)
+
+
+def test_planner_train_goal_value_writes_a_value_the_subgoal_option_loads(tmp_path, capsys):
+    from planner.cli import main
+    from planner.errors import PlannerError
+    from planner.gcvalue import load_goal_value
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(
+        "data: {dataset: pointmaze-medium-stitch-v0, source: generated, generate_steps: 1000, "
+        f"data_dir: '{tmp_path}', horizon: 8, jump: 8}}\n"
+        "train: {goal_value_steps: 50}\n"
+    )
+    with pytest.raises(PlannerError, match="train-goal-value"):
+        load_goal_value(tmp_path / "value")
+    assert (
+        main(["train-goal-value", "--config", str(config), "--run-dir", str(tmp_path / "value")])
+        == 0
+    )
+    assert "goal value of 50 steps" in capsys.readouterr().out
+    value = load_goal_value(tmp_path / "value")
+    assert value.stride == 8 and value.waypoints.shape == (1005, 2)  # fewer steps than 1,024
+    record = json.loads((tmp_path / "value" / "training.json").read_text())
+    assert record["steps"] == 50 and record["stride"] == 8
+    here, goals = np.zeros((3, 2)), np.full((3, 2), 8.0)
+    assert value.steps_to_go(here, goals).shape == (3,)
+    assert value.pairwise_steps(here, value.waypoints[:4]).shape == (3, 4)
+
+
+def test_straight_plans_run_from_the_position_to_the_target_and_only_ogbench_takes_them():
+    from planner.config import ConfigError, config_from_dict
+    from planner.control.policies import straight_plan_fn
+
+    plans = straight_plan_fn(POINT, 5)(
+        np.zeros(2), np.zeros(2), np.array([[0.0, 0.0], [1.0, 1.0]]),
+        np.array([[4.0, 0.0], [1.0, 3.0]]), None, None, 0,
+    )  # fmt: skip
+    assert plans.shape == (2, 5, 4)
+    assert np.allclose(plans[0, :, 2], [0, 1, 2, 3, 4]) and np.allclose(
+        plans[1, :, 3], [1, 1.5, 2, 2.5, 3]
+    )
+    assert np.all(plans[..., :2] == 0)  # no actions
+    with pytest.raises(ConfigError, match="straight is a baseline for OGBench"):
+        config_from_dict({"data": {"dataset": "maze2d-umaze-v1"}, "eval": {"policy": "straight"}})

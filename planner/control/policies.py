@@ -275,6 +275,22 @@ def receding_horizon_policy(
     return Policy(init, act)
 
 
+def straight_plan_fn(layout: Layout, rows: int) -> PlanFn:
+    """A :class:`PlanFn` with no model (a baseline): ``rows`` rows evenly along the straight
+    line from each position to its goal (actions and velocities zero)."""
+
+    def plan(episodes, replans, observations, goals, arrival, previous, step):
+        here = observations[:, list(layout.position)]
+        fractions = np.linspace(0.0, 1.0, rows)[None, :, None]
+        plans = np.zeros((len(goals), rows, layout.action_dim + layout.observation_dim))
+        plans[..., list(layout.position_columns)] = (
+            here[:, None] + fractions * (goals - here)[:, None]
+        )
+        return plans
+
+    return plan
+
+
 def toward_targets(plan_fn: PlanFn, targets: TargetFn) -> PlanFn:
     """``plan_fn`` planning toward ``targets(observations, goals, step)`` instead of the goals:
     intermediate points on the way to goals that one plan cannot reach. A query whose target is

@@ -8,8 +8,9 @@ task), episode ``i`` reset with its own seed (:func:`planner.eval.rollouts.episo
 
 The planner's policy (:func:`planner_policy`) composes the run's model as ``plan`` says with no
 knowledge of the walls (no wall term, no map search, no oracle): plans from the position to the
-goal, pursued along their path by the point mass's displacement controller, replanned under
-the ``eval`` section's rule.
+goal, or with ``eval.subgoal_value`` to the subgoal a learned temporal distance picks, pursued
+along their path by the point mass's displacement controller, replanned under the ``eval``
+section's rule.
 """
 
 from __future__ import annotations
@@ -27,33 +28,49 @@ from planner.control.policies import (
     goal_feedback_policy,
     planner_plan_fn,
     receding_horizon_policy,
+    straight_plan_fn,
+    toward_targets,
 )
+from planner.control.subgoals import value_subgoals
 from planner.eval.rollouts import Rollouts, run_episodes
-from planner.planning.build import build_planner
+from planner.gcvalue import load_goal_value
+from planner.planning.build import build_planner, related_run_dir
 from planner.planning.run import TrainedRun
 from planner.tasks.ogbench import N_TASKS, STEP_SIZE, OGBenchMazeTask, inside_walls
 
 
 def planner_policy(run: TrainedRun, config: Config) -> Policy:
     """The receding-horizon planner of ``config`` (``plan`` and ``eval`` sections) for an
-    OGBench maze: no walls (``plan.walls`` must be ``off``), path pursuit required."""
+    OGBench maze: no walls (``plan.walls`` must be ``off``), path pursuit required. With
+    ``eval.policy: straight`` the plans are straight lines, no model: what the subgoals alone
+    do."""
     settings, plan = config.eval, config.plan
     if plan.walls != "off":
         raise ConfigError("OGBench mazes' walls are not known to the planner: set plan.walls: off")
     if settings.lookahead is None:
         raise ConfigError("the point mass pursues its plans: set eval.lookahead (maze units)")
-    planner = build_planner(run, config, None)[0]
-    warm_level = settings.warm_start_level if settings.policy == "mpc" else None
-    plan_fn = planner_plan_fn(
-        {0: planner}, warm_level, plan.seed, plan.n_candidates, plan.impose_goal, plan.average_best
-    )
+    if settings.policy == "route":
+        raise ConfigError("eval.policy route follows a Maze2D map; OGBench's is not known here")
+    if settings.policy == "straight":
+        plan_fn = straight_plan_fn(run.layout, plan.horizon or config.data.horizon)
+    else:
+        planner = build_planner(run, config, None)[0]
+        warm_level = settings.warm_start_level if settings.policy == "mpc" else None
+        plan_fn = planner_plan_fn(
+            {0: planner}, warm_level, plan.seed, plan.n_candidates, plan.impose_goal,
+            plan.average_best,
+        )  # fmt: skip
     rule = ReplanRule()
-    if settings.policy == "mpc":
+    if settings.policy in ("mpc", "straight"):
         rule = ReplanRule(
             every=settings.replan_every,
             deviation=settings.replan_deviation,
             pin_arrival=settings.pin_arrival,
         )
+    if settings.subgoal_value is not None:
+        value = load_goal_value(related_run_dir(settings.subgoal_value, run.run_dir))
+        subgoals = value_subgoals(value, settings.subgoal_reach, run.layout.position)
+        plan_fn = toward_targets(plan_fn, subgoals)
     return receding_horizon_policy(
         plan_fn, run.layout, rule, lookahead=settings.lookahead, step_size=STEP_SIZE
     )

@@ -56,7 +56,8 @@ def plan_config(
 def plan_denoiser(run: TrainedRun, config: Config, horizon: int) -> Denoiser:
     """The run's model as ``config.plan`` composes it: attribute conditions (``require``,
     ``exclude``) by classifier-free guidance, then overlapping windows (``window_stride``) for
-    plans longer than the training horizon. ``ValueError`` for settings the run cannot take."""
+    plans longer than the training horizon (a plan of one window is the model itself).
+    ``ValueError`` for settings the run cannot take."""
     plan = config.plan
     denoiser = run.denoiser_in(plan.precision)
     if plan.require or plan.exclude:
@@ -66,7 +67,7 @@ def plan_denoiser(run: TrainedRun, config: Config, horizon: int) -> Denoiser:
             [run.attribute_denoiser(name, plan.precision) for name in plan.exclude],
             plan.attribute_guidance,
         )
-    if plan.window_stride is not None:
+    if plan.window_stride is not None and horizon != config.data.horizon:
         window, stride = config.data.horizon, config.model.temporal_stride
         window_starts(horizon, window, plan.window_stride)
         if (window - plan.window_stride) % stride:

@@ -1,0 +1,267 @@
+"""A learned temporal distance: a goal-conditioned value trained on the planner's data.
+
+As OGBench's GCIVL value (``impls/agents/gcivl.py``): ``V(s, g)`` regresses, by expectile
+regression toward the better outcomes, on ``r + γ V'(s', g)`` with reward ``-1`` per transition
+and ``0`` (episode end) when the goal is the state itself; two networks whose target copies
+(Polyak-averaged) give the bootstrap's minimum. Goals are relabelled as OGBench's value does: the
+state itself (``p_current``), a state later in the same episode at a geometric number of
+transitions (``p_trajectory``), or any state of the dataset (the rest), which is what lets the
+value chain segments of different episodes. Transitions here jump ``stride`` environment steps
+(the planner's subgoal spacing), so values propagate over long routes in fewer backups.
+
+``V`` converts to steps: ``d = stride · log(1 + (1 - γ) V) / log γ`` is the number of
+environment steps to the goal the value believes. With it the planner picks subgoals (see
+:mod:`planner.control.subgoals`); the value never sees the walls.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from planner.config import Config
+from planner.data.episodes import Episodes
+from planner.data.sources import load_episodes
+from planner.errors import PlannerError
+from planner.gcbc import GoalConditionedMLP
+
+HIDDEN = (256, 256, 256)
+VALUE_FILE = "goal_value.npz"  # in the run directory `planner train-goal-value` writes
+N_WAYPOINTS = 1024  # dataset observations kept with the value as candidate subgoals
+
+
+@dataclass(frozen=True)
+class GoalValue:
+    """A trained goal-conditioned value: parameters (two networks stacked on a leading axis),
+    the observation scale it was trained with, its discount and stride, and ``waypoints`` [M, O]
+    (observations drawn from its dataset, the subgoals a policy may choose among)."""
+
+    params: Any
+    observation_mean: np.ndarray
+    observation_std: np.ndarray
+    discount: float
+    stride: int
+    waypoints: np.ndarray
+
+    def steps_to_go(self, observations: np.ndarray, goals: np.ndarray) -> np.ndarray:
+        """``[B]`` environment steps from ``observations`` [B, O] to ``goals`` [B, O] as the
+        value believes (the mean of its two networks)."""
+        scaled = self._scaled(observations, goals)
+        values = np.asarray(_values(self.params, *scaled)).mean(axis=0)
+        return steps_from_values(values, self.discount, self.stride)
+
+    def pairwise_steps(self, observations: np.ndarray, goals: np.ndarray) -> np.ndarray:
+        """``[Q, M]`` steps from each of ``observations`` [Q, O] to each of ``goals`` [M, O]."""
+        q, m = len(observations), len(goals)
+        repeated = np.repeat(observations, m, axis=0)
+        tiled = np.tile(goals, (q, 1))
+        return self.steps_to_go(repeated, tiled).reshape(q, m)
+
+    def _scaled(self, *arrays: np.ndarray) -> list[jax.Array]:
+        return [
+            jnp.asarray((a - self.observation_mean) / self.observation_std, jnp.float32)
+            for a in arrays
+        ]
+
+    def save(self, path: Path) -> None:
+        """Write the value to ``path`` (``.npz``)."""
+        np.savez(
+            path,
+            params=np.frombuffer(flax.serialization.to_bytes(self.params), np.uint8),
+            observation_mean=self.observation_mean,
+            observation_std=self.observation_std,
+            discount=self.discount,
+            stride=self.stride,
+            waypoints=self.waypoints,
+        )
+
+    @staticmethod
+    def load(path: Path) -> GoalValue:
+        with np.load(path) as file:
+            arrays = {key: file[key] for key in file.files}
+        template = _init_pair(jax.random.key(0), arrays["observation_mean"].shape[0])
+        return GoalValue(
+            flax.serialization.from_bytes(template, arrays["params"].tobytes()),
+            arrays["observation_mean"],
+            arrays["observation_std"],
+            float(arrays["discount"]),
+            int(arrays["stride"]),
+            arrays["waypoints"],
+        )
+
+
+def load_goal_value(run_dir: Path) -> GoalValue:
+    """The value `planner train-goal-value` wrote into ``run_dir``."""
+    path = Path(run_dir) / VALUE_FILE
+    if not path.is_file():
+        raise PlannerError(
+            f"{path}: no goal-conditioned value there; train one with `planner train-goal-value "
+            f"--config CONFIG --run-dir {run_dir}`"
+        )
+    return GoalValue.load(path)
+
+
+def steps_from_values(values: np.ndarray, discount: float, stride: int) -> np.ndarray:
+    """Environment steps ``stride · log(1 + (1 - γ) V) / log γ`` of values ``V`` (those below
+    the value of never arriving count as its horizon's 10-fold)."""
+    floor = np.exp(10 * np.log(discount) / (1 - discount))  # 1 + (1 - γ) V at d = 10 / (1 - γ)
+    inside = np.clip(1 + (1 - discount) * np.asarray(values, np.float64), floor, 1.0)
+    return stride * np.log(inside) / np.log(discount)
+
+
+def _network() -> GoalConditionedMLP:
+    return GoalConditionedMLP(1, HIDDEN, squash=False)
+
+
+@jax.jit
+def _values(params: Any, observations: jax.Array, goals: jax.Array) -> jax.Array:
+    """``[2, B]`` both networks' values."""
+    apply = jax.vmap(_network().apply, in_axes=(0, None, None))
+    return apply(params, observations, goals)[..., 0]
+
+
+def _init_pair(key: jax.Array, observation_dim: int) -> Any:
+    zeros = jnp.zeros((1, observation_dim))
+    return jax.vmap(lambda k: _network().init(k, zeros, zeros))(jax.random.split(key))
+
+
+def relabelled_goals(
+    key: jax.Array,
+    indices: jax.Array,
+    episode_last: jax.Array,
+    n_steps: int,
+    stride: int,
+    discount: float,
+    p_current: float,
+    p_trajectory: float,
+) -> jax.Array:
+    """``[B]`` goal indices for steps ``indices`` [B]: the step itself with ``p_current``, the
+    step a geometric (success ``1 - γ``) number of ``stride``-step transitions later in its
+    episode (capped at the episode's last step ``episode_last`` [B]) with ``p_trajectory``,
+    otherwise any of the dataset's ``n_steps`` steps."""
+    choice_key, geometric_key, random_key = jax.random.split(key, 3)
+    transitions = jax.random.geometric(geometric_key, 1 - discount, indices.shape)
+    later = jnp.minimum(indices + stride * transitions, episode_last)
+    anywhere = jax.random.randint(random_key, indices.shape, 0, n_steps)
+    choice = jax.random.uniform(choice_key, indices.shape)
+    return jnp.where(
+        choice < p_current, indices, jnp.where(choice < p_current + p_trajectory, later, anywhere)
+    )
+
+
+def expectile_loss(advantage: jax.Array, error: jax.Array, expectile: float) -> jax.Array:
+    """Mean of ``|τ - 1[advantage < 0]| · error²``: regression toward the upper expectile."""
+    weight = jnp.where(advantage >= 0, expectile, 1 - expectile)
+    return jnp.mean(weight * error**2)
+
+
+def train_goal_value(
+    episodes: Episodes,
+    steps: int,
+    stride: int,
+    seed: int = 0,
+    batch_size: int = 256,
+    learning_rate: float = 3e-4,
+    discount: float = 0.99,
+    expectile: float = 0.9,
+    target_rate: float = 0.005,
+    p_current: float = 0.2,
+    p_trajectory: float = 0.5,
+    show_progress: bool = True,
+) -> tuple[GoalValue, list[float]]:
+    """``(value, losses)``: the value trained ``steps`` steps on ``episodes`` (OGBench's GCIVL
+    defaults for the discount, expectile, target rate and goal mixture); ``losses`` is the mean
+    loss of every 1,000 steps."""
+    mean = np.asarray(episodes.observations.mean(axis=0))
+    std = np.asarray(episodes.observations.std(axis=0)) + 1e-6
+    scaled = jnp.asarray((episodes.observations - mean) / std, jnp.float32)
+    last = jnp.asarray(np.repeat(episodes.boundaries[1:] - 1, episodes.episode_lengths))
+    key, init_key, waypoint_key = jax.random.split(jax.random.key(seed), 3)
+    params = _init_pair(init_key, scaled.shape[1])
+    target = params
+    optimizer = optax.adam(learning_rate)
+    apply = jax.vmap(_network().apply, in_axes=(0, None, None))
+
+    def loss_fn(params, target, key):
+        index_key, goal_key = jax.random.split(key)
+        index = jax.random.randint(index_key, (batch_size,), 0, len(scaled))
+        following = jnp.minimum(index + stride, last[index])
+        goal = relabelled_goals(
+            goal_key, index, last[index], len(scaled), stride, discount, p_current, p_trajectory
+        )
+        arrived = goal == index
+        reward, carry_on = jnp.where(arrived, 0.0, -1.0), jnp.where(arrived, 0.0, 1.0)
+        observation, goal_observation = scaled[index], scaled[goal]
+        next_values = apply(target, scaled[following], goal_observation)[..., 0]  # [2, B]
+        target_values = apply(target, observation, goal_observation)[..., 0]
+        advantage = reward + discount * carry_on * next_values.min(axis=0) - target_values.mean(0)
+        backup = reward + discount * carry_on * next_values
+        values = apply(params, observation, goal_observation)[..., 0]
+        return expectile_loss(advantage, backup - values, expectile) * 2
+
+    @jax.jit
+    def update(params, target, opt_state, key):
+        loss, grads = jax.value_and_grad(loss_fn)(params, target, key)
+        changes, opt_state = optimizer.update(grads, opt_state, params)
+        params = optax.apply_updates(params, changes)
+        target = optax.incremental_update(params, target, target_rate)
+        return params, target, opt_state, loss
+
+    opt_state = optimizer.init(params)
+    losses, recent = [], []
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, TimeElapsedColumn(), disable=not show_progress) as progress:
+        bar = progress.add_task("train goal value", total=steps)
+        for step in range(steps):
+            key, step_key = jax.random.split(key)
+            params, target, opt_state, loss = update(params, target, opt_state, step_key)
+            recent.append(loss)
+            if (step + 1) % 1000 == 0 or step + 1 == steps:
+                losses.append(float(jnp.mean(jnp.stack(recent))))
+                recent = []
+                progress.update(
+                    bar, completed=step + 1, description=f"train goal value {losses[-1]:.3f}"
+                )
+    chosen = jax.random.choice(waypoint_key, len(scaled), (min(N_WAYPOINTS, len(scaled)),), False)
+    waypoints = np.asarray(episodes.observations)[np.asarray(chosen)]
+    return GoalValue(params, mean, std, discount, stride, waypoints), losses
+
+
+def train_goal_value_run(config: Config, run_dir: Path, show_progress: bool = True) -> dict:
+    """Train the goal value of ``config`` (its data, ``train.goal_value_steps`` steps,
+    transitions of ``data.jump`` steps, ``train.seed``) into ``run_dir`` (``goal_value.npz`` and
+    ``training.json``) unless one of as many steps is there; the training record."""
+    run_dir = Path(run_dir)
+    record_path = run_dir / "training.json"
+    steps = config.train.goal_value_steps
+    if record_path.is_file() and (run_dir / VALUE_FILE).is_file():
+        kept = json.loads(record_path.read_text())
+        if kept["steps"] == steps:
+            return kept
+    began = time.perf_counter()
+    value, losses = train_goal_value(
+        load_episodes(config.data), steps, stride=config.data.jump, seed=config.train.seed,
+        show_progress=show_progress,
+    )  # fmt: skip
+    minutes = (time.perf_counter() - began) / 60
+    run_dir.mkdir(parents=True, exist_ok=True)
+    value.save(run_dir / VALUE_FILE)
+    record = {
+        "steps": steps,
+        "stride": config.data.jump,
+        "wall_minutes": round(minutes, 1),
+        "steps_per_second": round(steps / (60 * minutes), 1),
+        "loss_per_1000_steps": [round(loss, 4) for loss in losses],
+    }
+    record_path.write_text(json.dumps(record, indent=2) + "\n")
+    return record
