@@ -16,34 +16,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import flax.linen as nn
-import flax.serialization
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from planner.data.episodes import Episodes
+from planner.goal_conditioned import (
+    GoalConditionedMLP,
+    fit,
+    load_with_params,
+    save_with_params,
+    scaled,
+)
 
 HIDDEN = (512, 512, 512)
-
-
-class GoalConditionedMLP(nn.Module):
-    """``(observations [B, O], goals [B, O]) -> outputs [B, out_dim]``, in ``[-1, 1]`` (tanh)
-    when ``squash`` (actions)."""
-
-    out_dim: int
-    hidden: tuple[int, ...] = HIDDEN
-    squash: bool = True
-
-    @nn.compact
-    def __call__(self, observations: jax.Array, goals: jax.Array) -> jax.Array:
-        h = jnp.concatenate([observations, goals], axis=-1)
-        for features in self.hidden:
-            h = nn.gelu(nn.LayerNorm()(nn.Dense(features)(h)))
-        out = nn.Dense(self.out_dim)(h)
-        return jnp.tanh(out) if self.squash else out
 
 
 @dataclass(frozen=True)
@@ -57,45 +44,41 @@ class GCBC:
 
     def act(self, observations: np.ndarray, goals: np.ndarray) -> np.ndarray:
         """``[B, A]`` actions for ``observations`` [B, O] toward ``goals`` [B, O]."""
-        return np.asarray(_act(self.params, self.action_dim, *self._scaled(observations, goals)))
-
-    def _scaled(self, *arrays: np.ndarray) -> list[jax.Array]:
-        return [
-            jnp.asarray((a - self.observation_mean) / self.observation_std, jnp.float32)
-            for a in arrays
-        ]
+        inputs = scaled(self.observation_mean, self.observation_std, observations, goals)
+        return np.asarray(_act(self.params, self.action_dim, *inputs))
 
     def save(self, path: Path) -> None:
         """Write the policy to ``path`` (``.npz``)."""
-        np.savez(
-            path,
-            params=np.frombuffer(flax.serialization.to_bytes(self.params), np.uint8),
-            action_dim=self.action_dim,
-            observation_mean=self.observation_mean,
-            observation_std=self.observation_std,
-        )
+        save_with_params(
+            path, self.params, action_dim=self.action_dim,
+            observation_mean=self.observation_mean, observation_std=self.observation_std,
+        )  # fmt: skip
 
     @staticmethod
     def load(path: Path) -> GCBC:
-        with np.load(path) as file:
-            mean, std, action_dim = (
-                file["observation_mean"],
-                file["observation_std"],
-                int(file["action_dim"]),
-            )
-            blob = file["params"].tobytes()
-        template = _init(jax.random.key(0), action_dim, mean.shape[0])
-        return GCBC(flax.serialization.from_bytes(template, blob), action_dim, mean, std)
+        def template(arrays: dict) -> Any:
+            observation_dim = arrays["observation_mean"].shape[0]
+            return _init(jax.random.key(0), int(arrays["action_dim"]), observation_dim)
+
+        params, arrays = load_with_params(path, template)
+        return GCBC(
+            params, int(arrays["action_dim"]), arrays["observation_mean"],
+            arrays["observation_std"],
+        )  # fmt: skip
+
+
+def _network(action_dim: int) -> GoalConditionedMLP:
+    return GoalConditionedMLP(action_dim, HIDDEN)
 
 
 @functools.partial(jax.jit, static_argnums=1)
 def _act(params: Any, action_dim: int, observations: jax.Array, goals: jax.Array) -> jax.Array:
-    return GoalConditionedMLP(action_dim).apply(params, observations, goals)
+    return _network(action_dim).apply(params, observations, goals)
 
 
 def _init(key: jax.Array, action_dim: int, observation_dim: int) -> Any:
     zeros = jnp.zeros((1, observation_dim))
-    return GoalConditionedMLP(action_dim).init(key, zeros, zeros)
+    return _network(action_dim).init(key, zeros, zeros)
 
 
 def future_goal_indices(key: jax.Array, indices: jax.Array, episode_last: jax.Array) -> jax.Array:
@@ -119,39 +102,29 @@ def train_gcbc(
     observations = jnp.asarray(episodes.observations)
     mean = np.asarray(episodes.observations.mean(axis=0))
     std = np.asarray(episodes.observations.std(axis=0)) + 1e-6
-    scaled = (observations - mean) / std
+    standardized = (observations - mean) / std
     actions = jnp.asarray(np.clip(episodes.actions, -1.0, 1.0))
     last = jnp.asarray(np.repeat(episodes.boundaries[1:] - 1, episodes.episode_lengths))
     action_dim = actions.shape[1]
     key, init_key = jax.random.split(jax.random.key(seed))
-    params = _init(init_key, action_dim, scaled.shape[1])
+    params = _init(init_key, action_dim, standardized.shape[1])
     optimizer = optax.adam(learning_rate)
-    model = GoalConditionedMLP(action_dim)
+    model = _network(action_dim)
 
     def loss_fn(params, key):
         index_key, goal_key = jax.random.split(key)
-        index = jax.random.randint(index_key, (batch_size,), 0, len(scaled))
+        index = jax.random.randint(index_key, (batch_size,), 0, len(standardized))
         goal = future_goal_indices(goal_key, index, last[index])
-        predicted = model.apply(params, scaled[index], scaled[goal])
+        predicted = model.apply(params, standardized[index], standardized[goal])
         return jnp.mean(jnp.sum((predicted - actions[index]) ** 2, axis=-1))
 
     @jax.jit
-    def update(params, opt_state, key):
+    def update(state, key):
+        params, opt_state = state
         loss, grads = jax.value_and_grad(loss_fn)(params, key)
         changes, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, changes), opt_state, loss
+        return (optax.apply_updates(params, changes), opt_state), loss
 
-    opt_state = optimizer.init(params)
-    losses, recent = [], []
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
-    with Progress(*columns, TimeElapsedColumn(), disable=not show_progress) as progress:
-        bar = progress.add_task("train GCBC", total=steps)
-        for step in range(steps):
-            key, step_key = jax.random.split(key)
-            params, opt_state, loss = update(params, opt_state, step_key)
-            recent.append(loss)
-            if (step + 1) % 1000 == 0 or step + 1 == steps:
-                losses.append(float(jnp.mean(jnp.stack(recent))))
-                recent = []
-                progress.update(bar, completed=step + 1, description=f"train GCBC {losses[-1]:.3f}")
+    state = (params, optimizer.init(params))
+    (params, _), losses = fit(update, state, key, steps, "train GCBC", show_progress)
     return GCBC(params, action_dim, mean, std), losses

@@ -22,18 +22,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import flax.serialization
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from planner.config import Config
 from planner.data.episodes import Episodes
 from planner.data.sources import load_episodes
 from planner.errors import PlannerError
-from planner.gcbc import GoalConditionedMLP
+from planner.goal_conditioned import (
+    GoalConditionedMLP,
+    fit,
+    load_with_params,
+    save_with_params,
+    scaled,
+)
 
 HIDDEN = (256, 256, 256)
 VALUE_FILE = "goal_value.npz"  # in the run directory `planner train-goal-value` writes
@@ -56,8 +60,8 @@ class GoalValue:
     def steps_to_go(self, observations: np.ndarray, goals: np.ndarray) -> np.ndarray:
         """``[B]`` environment steps from ``observations`` [B, O] to ``goals`` [B, O] as the
         value believes (the mean of its two networks)."""
-        scaled = self._scaled(observations, goals)
-        values = np.asarray(_values(self.params, *scaled)).mean(axis=0)
+        inputs = scaled(self.observation_mean, self.observation_std, observations, goals)
+        values = np.asarray(_values(self.params, *inputs)).mean(axis=0)
         return steps_from_values(values, self.discount, self.stride)
 
     def pairwise_steps(self, observations: np.ndarray, goals: np.ndarray) -> np.ndarray:
@@ -67,37 +71,24 @@ class GoalValue:
         tiled = np.tile(goals, (q, 1))
         return self.steps_to_go(repeated, tiled).reshape(q, m)
 
-    def _scaled(self, *arrays: np.ndarray) -> list[jax.Array]:
-        return [
-            jnp.asarray((a - self.observation_mean) / self.observation_std, jnp.float32)
-            for a in arrays
-        ]
-
     def save(self, path: Path) -> None:
         """Write the value to ``path`` (``.npz``)."""
-        np.savez(
-            path,
-            params=np.frombuffer(flax.serialization.to_bytes(self.params), np.uint8),
-            observation_mean=self.observation_mean,
-            observation_std=self.observation_std,
-            discount=self.discount,
-            stride=self.stride,
+        save_with_params(
+            path, self.params, observation_mean=self.observation_mean,
+            observation_std=self.observation_std, discount=self.discount, stride=self.stride,
             waypoints=self.waypoints,
-        )
+        )  # fmt: skip
 
     @staticmethod
     def load(path: Path) -> GoalValue:
-        with np.load(path) as file:
-            arrays = {key: file[key] for key in file.files}
-        template = _init_pair(jax.random.key(0), arrays["observation_mean"].shape[0])
+        def template(arrays: dict) -> Any:
+            return _init_pair(jax.random.key(0), arrays["observation_mean"].shape[0])
+
+        params, arrays = load_with_params(path, template)
         return GoalValue(
-            flax.serialization.from_bytes(template, arrays["params"].tobytes()),
-            arrays["observation_mean"],
-            arrays["observation_std"],
-            float(arrays["discount"]),
-            int(arrays["stride"]),
-            arrays["waypoints"],
-        )
+            params, arrays["observation_mean"], arrays["observation_std"],
+            float(arrays["discount"]), int(arrays["stride"]), arrays["waypoints"],
+        )  # fmt: skip
 
 
 def load_goal_value(run_dir: Path) -> GoalValue:
@@ -184,25 +175,31 @@ def train_goal_value(
     loss of every 1,000 steps."""
     mean = np.asarray(episodes.observations.mean(axis=0))
     std = np.asarray(episodes.observations.std(axis=0)) + 1e-6
-    scaled = jnp.asarray((episodes.observations - mean) / std, jnp.float32)
+    standardized = scaled(mean, std, episodes.observations)[0]
     last = jnp.asarray(np.repeat(episodes.boundaries[1:] - 1, episodes.episode_lengths))
     key, init_key, waypoint_key = jax.random.split(jax.random.key(seed), 3)
-    params = _init_pair(init_key, scaled.shape[1])
-    target = params
+    params = _init_pair(init_key, standardized.shape[1])
     optimizer = optax.adam(learning_rate)
     apply = jax.vmap(_network().apply, in_axes=(0, None, None))
 
     def loss_fn(params, target, key):
         index_key, goal_key = jax.random.split(key)
-        index = jax.random.randint(index_key, (batch_size,), 0, len(scaled))
+        index = jax.random.randint(index_key, (batch_size,), 0, len(standardized))
         following = jnp.minimum(index + stride, last[index])
         goal = relabelled_goals(
-            goal_key, index, last[index], len(scaled), stride, discount, p_current, p_trajectory
+            goal_key,
+            index,
+            last[index],
+            len(standardized),
+            stride,
+            discount,
+            p_current,
+            p_trajectory,
         )
         arrived = goal == index
         reward, carry_on = jnp.where(arrived, 0.0, -1.0), jnp.where(arrived, 0.0, 1.0)
-        observation, goal_observation = scaled[index], scaled[goal]
-        next_values = apply(target, scaled[following], goal_observation)[..., 0]  # [2, B]
+        observation, goal_observation = standardized[index], standardized[goal]
+        next_values = apply(target, standardized[following], goal_observation)[..., 0]  # [2, B]
         target_values = apply(target, observation, goal_observation)[..., 0]
         advantage = reward + discount * carry_on * next_values.min(axis=0) - target_values.mean(0)
         backup = reward + discount * carry_on * next_values
@@ -210,29 +207,18 @@ def train_goal_value(
         return expectile_loss(advantage, backup - values, expectile) * 2
 
     @jax.jit
-    def update(params, target, opt_state, key):
+    def update(state, key):
+        params, target, opt_state = state
         loss, grads = jax.value_and_grad(loss_fn)(params, target, key)
         changes, opt_state = optimizer.update(grads, opt_state, params)
         params = optax.apply_updates(params, changes)
-        target = optax.incremental_update(params, target, target_rate)
-        return params, target, opt_state, loss
+        return (params, optax.incremental_update(params, target, target_rate), opt_state), loss
 
-    opt_state = optimizer.init(params)
-    losses, recent = [], []
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
-    with Progress(*columns, TimeElapsedColumn(), disable=not show_progress) as progress:
-        bar = progress.add_task("train goal value", total=steps)
-        for step in range(steps):
-            key, step_key = jax.random.split(key)
-            params, target, opt_state, loss = update(params, target, opt_state, step_key)
-            recent.append(loss)
-            if (step + 1) % 1000 == 0 or step + 1 == steps:
-                losses.append(float(jnp.mean(jnp.stack(recent))))
-                recent = []
-                progress.update(
-                    bar, completed=step + 1, description=f"train goal value {losses[-1]:.3f}"
-                )
-    chosen = jax.random.choice(waypoint_key, len(scaled), (min(N_WAYPOINTS, len(scaled)),), False)
+    state = (params, params, optimizer.init(params))
+    (params, _, _), losses = fit(update, state, key, steps, "train goal value", show_progress)
+    chosen = jax.random.choice(
+        waypoint_key, len(standardized), (min(N_WAYPOINTS, len(standardized)),), False
+    )
     waypoints = np.asarray(episodes.observations)[np.asarray(chosen)]
     return GoalValue(params, mean, std, discount, stride, waypoints), losses
 
