@@ -407,3 +407,11 @@ def test_fitted_titles_stay_inside_their_figure(inches, points):
     width = figure.bbox.width
     plt.close(figure)
     assert box.x0 >= 0 and box.x1 <= width
+
+
+def test_a_plan_of_one_window_with_a_window_stride_is_the_model_itself(runs, tmp_path):
+    # plan.horizon equal to the trained window: one window, nothing to compose (it used to fail)
+    extra = ["--set", "plan.horizon=16", "--set", "plan.window_stride=4"]
+    assert plan_cli(runs, tmp_path, "--start", "3,1", "--goal", "1,1", *extra) == 0
+    saved = np.load(tmp_path / "out" / "plan.npz")
+    assert saved["trajectories"][int(saved["best"])].shape == (16, 6)

@@ -67,14 +67,16 @@ def plan_denoiser(run: TrainedRun, config: Config, horizon: int) -> Denoiser:
             [run.attribute_denoiser(name, plan.precision) for name in plan.exclude],
             plan.attribute_guidance,
         )
-    if plan.window_stride is not None and horizon != config.data.horizon:
+    if plan.window_stride is not None:
         window, stride = config.data.horizon, config.model.temporal_stride
-        window_starts(horizon, window, plan.window_stride)
+        starts = window_starts(horizon, window, plan.window_stride)
         if (window - plan.window_stride) % stride:
             raise ValueError(
                 f"plan.window_stride must leave overlaps (H - stride = "
                 f"{window - plan.window_stride}) that are a multiple of {stride}"
             )
+        if len(starts) == 1:
+            return denoiser
         denoiser = overlapping_windows(
             denoiser,
             window,
