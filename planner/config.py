@@ -200,7 +200,7 @@ class TrainConfig:
         100_000, "Gradient steps of `planner train-bc` (the behaviour-cloning baseline).", ge=1
     )
     goal_value_steps: int = _field(
-        30_000,
+        100_000,
         "Gradient steps of `planner train-goal-value` (the temporal distance that "
         "eval.subgoal_value picks subgoals with).",
         ge=1,
@@ -419,7 +419,7 @@ class EvalConfig:
         "no walls or map. null: always plan to the goal.",
     )
     subgoal_reach: float = _field(
-        150.0,
+        100.0,
         "eval.subgoal_value: environment steps a plan can cover, as the value counts them.",
         gt=0,
     )

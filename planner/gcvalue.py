@@ -16,8 +16,6 @@ environment steps to the goal the value believes. With it the planner picks subg
 
 from __future__ import annotations
 
-import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +35,7 @@ from planner.goal_conditioned import (
     load_with_params,
     save_with_params,
     scaled,
+    trained_unless_kept,
 )
 
 HIDDEN = (256, 256, 256)
@@ -227,27 +226,12 @@ def train_goal_value_run(config: Config, run_dir: Path, show_progress: bool = Tr
     """Train the goal value of ``config`` (its data, ``train.goal_value_steps`` steps,
     transitions of ``data.jump`` steps, ``train.seed``) into ``run_dir`` (``goal_value.npz`` and
     ``training.json``) unless one of as many steps is there; the training record."""
-    run_dir = Path(run_dir)
-    record_path = run_dir / "training.json"
-    steps = config.train.goal_value_steps
-    if record_path.is_file() and (run_dir / VALUE_FILE).is_file():
-        kept = json.loads(record_path.read_text())
-        if kept["steps"] == steps:
-            return kept
-    began = time.perf_counter()
-    value, losses = train_goal_value(
-        load_episodes(config.data), steps, stride=config.data.jump, seed=config.train.seed,
-        show_progress=show_progress,
-    )  # fmt: skip
-    minutes = (time.perf_counter() - began) / 60
-    run_dir.mkdir(parents=True, exist_ok=True)
-    value.save(run_dir / VALUE_FILE)
-    record = {
-        "steps": steps,
-        "stride": config.data.jump,
-        "wall_minutes": round(minutes, 1),
-        "steps_per_second": round(steps / (60 * minutes), 1),
-        "loss_per_1000_steps": [round(loss, 4) for loss in losses],
-    }
-    record_path.write_text(json.dumps(record, indent=2) + "\n")
-    return record
+    steps, stride = config.train.goal_value_steps, config.data.jump
+
+    def train():
+        episodes = load_episodes(config.data)
+        return train_goal_value(
+            episodes, steps, stride, config.train.seed, show_progress=show_progress
+        )
+
+    return trained_unless_kept(run_dir, VALUE_FILE, steps, train, stride=stride)

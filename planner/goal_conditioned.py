@@ -3,6 +3,8 @@ observation scaling, saving with the parameters, and the training loop."""
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -50,6 +52,38 @@ def load_with_params(path: Path, template: Callable[[dict], Any]) -> tuple[Any, 
         arrays = {key: file[key] for key in file.files if key != "params"}
         blob = file["params"].tobytes()
     return flax.serialization.from_bytes(template(arrays), blob), arrays
+
+
+def trained_unless_kept(
+    run_dir: Path,
+    file_name: str,
+    steps: int,
+    train: Callable[[], tuple[Any, list[float]]],
+    **details: Any,
+) -> dict:
+    """The training record (``training.json``) of ``run_dir``: unless it holds ``file_name``
+    trained ``steps`` steps, ``train() -> (model, losses)`` runs and the model is saved there
+    (``model.save(path)``), timed, with ``details`` in the record."""
+    run_dir = Path(run_dir)
+    record_path = run_dir / "training.json"
+    if record_path.is_file() and (run_dir / file_name).is_file():
+        kept = json.loads(record_path.read_text())
+        if kept["steps"] == steps:
+            return kept
+    began = time.perf_counter()
+    model, losses = train()
+    minutes = (time.perf_counter() - began) / 60
+    run_dir.mkdir(parents=True, exist_ok=True)
+    model.save(run_dir / file_name)
+    record = {
+        "steps": steps,
+        **details,
+        "wall_minutes": round(minutes, 1),
+        "steps_per_second": round(steps / (60 * minutes), 1),
+        "loss_per_1000_steps": [round(loss, 4) for loss in losses],
+    }
+    record_path.write_text(json.dumps(record, indent=2) + "\n")
+    return record
 
 
 def fit(

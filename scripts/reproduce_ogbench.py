@@ -41,6 +41,7 @@ from planner.eval import ogbench
 from planner.eval.scoring import run_eval
 from planner.gcbc import GCBC, train_gcbc
 from planner.gcvalue import train_goal_value_run
+from planner.goal_conditioned import trained_unless_kept
 from planner.tasks.ogbench import OGBENCH_TASKS
 
 SEED = 0  # the reported evaluation seed; settings were chosen on seed 100
@@ -117,7 +118,7 @@ def planner_row(dataset: str, run_root: Path, episodes: int, method: str) -> dic
     run_dir = run_root / dataset.removesuffix("-v0")
     train_unless_done(config, [], run_dir)  # the straight-line baseline needs its layout only
     trained = {"training": None if method == VALUE_ONLY else training_record(read_metrics(run_dir))}
-    if PLANNER_OVERRIDES[method][: len(SUBGOALS)] == SUBGOALS:
+    if method in (GOAL_VALUE, VALUE_ONLY):
         value_dir = Path(f"{run_dir}-goalvalue")
         trained["goal_value_training"] = train_goal_value_run(load_config(config), value_dir)
     overrides = [*PLANNER_OVERRIDES[method], f"eval.episodes={episodes}", f"eval.seed={SEED}"]
@@ -168,25 +169,13 @@ def gcbc_row(dataset: str, run_root: Path, episodes: int, method: str = "GCBC") 
 
 def _trained_gcbc(config: Any, run_dir: Path) -> tuple[GCBC, dict[str, Any]]:
     """GCBC trained ``config.train.bc_steps`` steps on ``config``'s data, kept in ``run_dir``."""
-    record_path = run_dir / "training.json"
     steps = config.train.bc_steps
-    if record_path.is_file():
-        kept = json.loads(record_path.read_text())
-        if kept["steps"] == steps:
-            return GCBC.load(run_dir / "gcbc.npz"), kept
-    began = time.perf_counter()
-    policy, losses = train_gcbc(load_episodes(config.data), steps, seed=config.train.seed)
-    minutes = (time.perf_counter() - began) / 60
-    run_dir.mkdir(parents=True, exist_ok=True)
-    policy.save(run_dir / "gcbc.npz")
-    training = {
-        "steps": steps,
-        "wall_minutes": round(minutes, 1),
-        "steps_per_second": round(steps / (60 * minutes), 1),
-        "loss_per_1000_steps": [round(loss, 4) for loss in losses],
-    }
-    record_path.write_text(json.dumps(training, indent=2) + "\n")
-    return policy, training
+
+    def train():
+        return train_gcbc(load_episodes(config.data), steps, seed=config.train.seed)
+
+    training = trained_unless_kept(run_dir, "gcbc.npz", steps, train)
+    return GCBC.load(run_dir / "gcbc.npz"), training
 
 
 def _scores(summary: dict[str, Any]) -> dict[str, Any]:
