@@ -423,6 +423,14 @@ class EvalConfig:
         "eval.subgoal_value: environment steps a plan can cover, as the value counts them.",
         gt=0,
     )
+    subgoal_edge: float | None = _field(
+        None,
+        "eval.subgoal_value: trust the value only over this many steps: the subgoal is the "
+        "farthest waypoint within eval.subgoal_reach along the shortest route through the graph "
+        "of waypoints the value puts this close (learned from the value and data, not the map). "
+        "null: the waypoint within reach nearest the goal.",
+        gt=0,
+    )
     route_speed: float = _field(
         3.0, "policy route: the speed along the route (m/s; the simulator's limit is 5).", gt=0
     )

@@ -98,14 +98,25 @@ def statistics(dataset: str) -> dict[str, Any]:
 # The planner's methods: the config as it is (the model alone, chained windows toward the goal);
 # the same model planning one window at a time toward the subgoals a learned temporal distance
 # picks (planner.gcvalue, trained `train.goal_value_steps` on the same file); and those subgoals
-# followed along straight lines with no diffusion model (what the value does alone).
+# followed along straight lines with no diffusion model (what the value does alone). The
+# "graph" methods trust the value only over short distances and pick subgoals along the shortest
+# route through its waypoint graph (planner.control.subgoals.graph_subgoals).
 GOAL_VALUE, VALUE_ONLY = "planner + goal value", "goal value, straight lines"
+GRAPH, GRAPH_ONLY = "planner + value graph", "value graph, straight lines"
 SUBGOALS = ["eval.subgoal_value='{run}-goalvalue'", "plan.horizon=null"]
+# Chosen on pointmaze-large-stitch, seed 100 (25 episodes): edges of 20 steps (the shortest whose
+# graph joins every pair of waypoints), subgoals 60 steps along the route (100 lay beyond what
+# one window covers: 44 %; 60: 100 %).
+ROUTE = [*SUBGOALS, "eval.subgoal_edge=20", "eval.subgoal_reach=60"]
 PLANNER_OVERRIDES = {
+    GRAPH: ROUTE,
     GOAL_VALUE: SUBGOALS,
     "planner": [],
+    GRAPH_ONLY: [*ROUTE, "eval.policy=straight"],
     VALUE_ONLY: [*SUBGOALS, "eval.policy=straight"],
 }
+VALUE_METHODS = (GRAPH, GOAL_VALUE, GRAPH_ONLY, VALUE_ONLY)
+NO_MODEL = (GRAPH_ONLY, VALUE_ONLY)
 
 
 METHODS = (*PLANNER_OVERRIDES, "GCBC")  # the table's order within a dataset
@@ -117,8 +128,8 @@ def planner_row(dataset: str, run_root: Path, episodes: int, method: str) -> dic
     config = config_file(dataset)  # its dataset exists: main computed its statistics first
     run_dir = run_root / dataset.removesuffix("-v0")
     train_unless_done(config, [], run_dir)  # the straight-line baseline needs its layout only
-    trained = {"training": None if method == VALUE_ONLY else training_record(read_metrics(run_dir))}
-    if method in (GOAL_VALUE, VALUE_ONLY):
+    trained = {"training": None if method in NO_MODEL else training_record(read_metrics(run_dir))}
+    if method in VALUE_METHODS:
         value_dir = Path(f"{run_dir}-goalvalue")
         trained["goal_value_training"] = train_goal_value_run(load_config(config), value_dir)
     overrides = [*PLANNER_OVERRIDES[method], f"eval.episodes={episodes}", f"eval.seed={SEED}"]
@@ -302,9 +313,13 @@ def planner_settings(rows: list[dict[str, Any]]) -> list[str]:
         if settings.get("subgoal_value") is None:
             aim = "toward the goal"
         else:
+            route = (
+                "" if settings.get("subgoal_edge") is None
+                else f", along its graph's shortest route, edges up to {settings['subgoal_edge']:g} steps"
+            )  # fmt: skip
             aim = (
                 f"toward the value's subgoal ({settings['subgoal_value']}, reach "
-                f"{settings['subgoal_reach']:g} steps)"
+                f"{settings['subgoal_reach']:g} steps{route})"
             )
         if settings["policy"] == "straight":
             sampled = f"no model: straight lines of {plan['horizon'] or 'the window'}'s rows {aim}"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from planner.control.subgoals import nearest_to_goal_within_reach, value_subgoals
+from planner.control.subgoals import graph_subgoals, nearest_to_goal_within_reach, value_subgoals
 from planner.data.episodes import make_episodes
 from planner.gcvalue import GoalValue, relabelled_goals, steps_from_values, train_goal_value
 
@@ -96,3 +96,31 @@ def test_subgoals_are_the_goal_within_reach_and_the_farthest_waypoint_toward_it_
     assert np.allclose(chosen[0], goals[0])  # 15 steps away: within reach
     assert np.allclose(chosen[1], [3.0, 0.0])  # the waypoint 20 steps ahead
     assert np.allclose(chosen[2], [10.0, 0.0])  # nothing reaches the goal: the nearest waypoint
+
+
+class StraightLineDistance:
+    """A temporal distance that ignores a wall: 10 steps per unit of straight line. Its waypoints
+    run 0.5 apart along a U (up x = 0, across y = 4, down x = 2); the wall between its arms
+    makes the true way from (0, 0) to (2, 0) 100 steps, not 20."""
+
+    waypoints = np.concatenate([
+        [(0.0, y) for y in np.arange(0, 4, 0.5)],
+        [(x, 4.0) for x in np.arange(0, 2, 0.5)],
+        [(2.0, y) for y in np.arange(4, -0.5, -0.5)],
+    ])  # fmt: skip
+
+    def steps_to_go(self, observations, goals):
+        return 10 * np.linalg.norm(goals - observations, axis=-1)
+
+    def pairwise_steps(self, observations, goals):
+        return 10 * np.linalg.norm(observations[:, None] - goals[None], axis=-1)
+
+
+def test_graph_subgoals_follow_the_short_distances_around_a_wall_the_long_ones_cross():
+    value = StraightLineDistance()
+    here, goals = np.array([[0.0, 0.0], [1.5, 4.0]]), np.array([[2.0, 0.0], [2.0, 1.5]])
+    greedy = value_subgoals(value, reach=31.0, position=(0, 1))(here, goals, 0)
+    assert np.allclose(greedy[0], goals[0])  # 20 steps through the wall: "within reach"
+    graph = graph_subgoals(value, edge=6.0, reach=31.0, position=(0, 1))(here, goals, 0)
+    assert np.allclose(graph[0], [0.0, 3.0])  # up the left arm, as far as 31 steps of route go
+    assert np.allclose(graph[1], goals[1])  # 30 steps of route to the goal: aim at it

@@ -31,7 +31,7 @@ from planner.control.policies import (
     straight_plan_fn,
     toward_targets,
 )
-from planner.control.subgoals import value_subgoals
+from planner.control.subgoals import graph_subgoals, value_subgoals
 from planner.eval.rollouts import Rollouts, run_episodes
 from planner.gcvalue import load_goal_value
 from planner.planning.build import build_planner, related_run_dir
@@ -69,7 +69,12 @@ def planner_policy(run: TrainedRun, config: Config) -> Policy:
         )
     if settings.subgoal_value is not None:
         value = load_goal_value(related_run_dir(settings.subgoal_value, run.run_dir))
-        subgoals = value_subgoals(value, settings.subgoal_reach, run.layout.position)
+        position, reach, edge = run.layout.position, settings.subgoal_reach, settings.subgoal_edge
+        subgoals = (
+            value_subgoals(value, reach, position)
+            if edge is None
+            else graph_subgoals(value, edge, reach, position)
+        )
         plan_fn = toward_targets(plan_fn, subgoals)
     return receding_horizon_policy(
         plan_fn, run.layout, rule, lookahead=settings.lookahead, step_size=STEP_SIZE
