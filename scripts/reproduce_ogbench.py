@@ -245,9 +245,13 @@ def markdown(record: dict[str, Any]) -> str:
         "distance, OGBench's GCIVL value trained on the same file) picks among dataset "
         "observations: the one it puts within reach and nearest the goal (the reach and the "
         "value's training steps were chosen on medium-stitch, seed 100, and kept for every "
-        "maze). *goal value, straight lines*: the same subgoals followed along straight lines, "
-        "no diffusion model. None sees the walls; no map search, no oracle at evaluation "
-        "time. "
+        "maze). *planner + value graph*: the same model and value, the value trusted only "
+        "over 20 steps: dataset observations it puts that close form a graph, and the subgoal "
+        "is the farthest one within 60 steps along the graph's shortest route to the goal "
+        "(Search on the Replay Buffer's idea; edges and reach chosen on large-stitch, seed "
+        "100). *straight lines*: the same subgoals followed along straight lines, no diffusion "
+        "model. None sees the walls; no map search, no oracle at evaluation time (the graph is "
+        "the value's, over the data). "
         f"Machine: {record['machine']}, device {record['device']}, revision "
         f"{record['git_revision']}.",
         "",
