@@ -79,12 +79,7 @@ def route_aim(
     where none is) to the goal (leaving at waypoints ``to_goal`` [M] puts within ``edge``, the
     nearest where none is) over ``distances`` (:func:`route_distances`); the goal where the
     whole route is within ``reach``, else the route's farthest waypoint within ``reach``."""
-    entry = np.where(from_here <= edge, from_here, np.inf)
-    if not np.isfinite(entry).any():
-        entry[from_here.argmin()] = from_here.min()
-    exit_ = np.where(to_goal <= edge, to_goal, np.inf)
-    if not np.isfinite(exit_).any():
-        exit_[to_goal.argmin()] = to_goal.min()
+    entry, exit_ = _edges_or_nearest(from_here, edge), _edges_or_nearest(to_goal, edge)
     through = distances + exit_[None, :]  # [entry waypoint, exit waypoint]
     first = int(np.argmin(entry + through.min(axis=1)))
     last = int(np.argmin(through[first]))
@@ -97,6 +92,13 @@ def route_aim(
         route.append(int(predecessors[first, route[-1]]))
     within = entry[first] + distances[first, route] <= reach  # from the last back to the first
     return route[int(np.argmax(within))] if within.any() else first
+
+
+def _edges_or_nearest(steps: np.ndarray, edge: float) -> np.ndarray:
+    """``steps`` [M] where within ``edge``, ``inf`` elsewhere; the nearest kept where none is."""
+    edges = np.where(steps <= edge, steps, np.inf)
+    edges[steps.argmin()] = steps.min()
+    return edges
 
 
 def graph_subgoals(
